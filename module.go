@@ -1,0 +1,273 @@
+// Package jwtguard is a Caddy HTTP handler that authenticates requests with
+// JWTs verified against a set of secrets, authorizes them with Space Cloud
+// security rules, and publishes the claims as placeholders.
+package jwtguard
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler authenticates every request with a JWT and authorizes it with a
+// rule before passing it on.
+//
+// The token comes from the `Authorization: Bearer` header or, in the order
+// configured, from cookies and query parameters. It is valid when any one of
+// the configured secrets verifies its signature and its time claims hold.
+//
+// A request without a token is refused with 401 and
+// `WWW-Authenticate: Bearer realm="..."`; an invalid or expired token with
+// 401 and `error="invalid_token"`; a malformed Authorization header with 400
+// and `error="invalid_request"`; a valid token that the rule refuses with 403
+// and `error="insufficient_scope"`. Failures are returned as handler errors,
+// so `handle_errors` routes can render them; the reason is in
+// `{http.auth.jwt_guard.error}`.
+//
+// After a valid token these placeholders are set:
+//
+//	{http.auth.user.id}         the user ID claim (default `sub`)
+//	{http.auth.claims}          all claims as compact JSON
+//	{http.auth.claims.<path>}   one claim by dot path, e.g. app_metadata.plan or roles.0
+type Handler struct {
+	// Secrets are the keys that may verify a token; any one verifying it is
+	// enough. At least one is required.
+	Secrets []*Secret `json:"secrets,omitempty"`
+
+	// Issuer, when set, is the `iss` every token must carry.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Audience, when set, lists audiences of which every token must name at
+	// least one in its `aud` claim.
+	Audience []string `json:"audience,omitempty"`
+
+	// Leeway is the clock skew tolerated on `exp`, `nbf` and `iat`.
+	// Default: 30s; at most 5m.
+	Leeway *caddy.Duration `json:"leeway,omitempty"`
+
+	// RequireExp refuses tokens without an `exp` claim. Default: false
+	// (a token without `exp` never expires, as in Space Cloud).
+	RequireExp bool `json:"require_exp,omitempty"`
+
+	// MaxLifetime, when set, refuses tokens whose lifetime (`exp` minus
+	// `iat`, or `exp` minus now without `iat`) is longer, and implies
+	// require_exp.
+	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
+
+	// From lists extra places to look for the token, after the
+	// Authorization header, in order. A request whose sources carry two
+	// different tokens is refused with 400.
+	From []TokenSource `json:"from,omitempty"`
+
+	// Realm is the realm of the `WWW-Authenticate` challenge.
+	// Default: restricted.
+	Realm string `json:"realm,omitempty"`
+
+	// UserIDClaim is the claim (a dot path) that becomes
+	// {http.auth.user.id}. Default: sub.
+	UserIDClaim string `json:"user_id_claim,omitempty"`
+
+	// MaxTokenSize is the longest token accepted, in bytes; longer ones are
+	// refused before any parsing. Default: 8192.
+	MaxTokenSize int `json:"max_token_size,omitempty"`
+
+	// Rule is the Space Cloud security rule that authorizes a request once
+	// its token is valid. Default: {"rule": "authenticated"}.
+	Rule *Rule `json:"rule,omitempty"`
+
+	verifier *verifier
+	program  *program
+	logger   *zap.Logger
+	// now is the clock; tests replace it.
+	now func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.jwt_guard",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the secrets and compiles the rule.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.Realm == "" {
+		h.Realm = "restricted"
+	}
+	if h.UserIDClaim == "" {
+		h.UserIDClaim = "sub"
+	}
+	if h.MaxTokenSize == 0 {
+		h.MaxTokenSize = defaultMaxTokenSize
+	}
+	leeway := defaultLeeway
+	if h.Leeway != nil {
+		leeway = time.Duration(*h.Leeway)
+	}
+	if leeway < 0 || leeway > maxLeeway {
+		return fmt.Errorf("leeway %s is out of range: use 0 to %s", leeway, maxLeeway)
+	}
+	if h.MaxLifetime < 0 {
+		return errors.New("max_lifetime must not be negative")
+	}
+	if h.MaxTokenSize < 0 {
+		return errors.New("max_token_size must not be negative")
+	}
+	for i, src := range h.From {
+		if (src.Cookie == "") == (src.Query == "") {
+			return fmt.Errorf("from[%d]: set exactly one of cookie and query", i)
+		}
+	}
+	if strings.ContainsAny(h.Realm, "\"\\") {
+		return errors.New("realm must not contain quotes or backslashes")
+	}
+
+	sources, err := h.loadSecrets()
+	if err != nil {
+		return err
+	}
+	h.verifier = newVerifier(sources, h.Issuer, h.Audience, leeway, time.Duration(h.MaxLifetime), h.RequireExp, h.MaxTokenSize, h.now)
+
+	if h.program, err = compileRule(h.Rule); err != nil {
+		return fmt.Errorf("compiling rule: %w", err)
+	}
+	return nil
+}
+
+// loadSecrets expands placeholders in the secrets and binds each key to
+// its algorithm.
+func (h *Handler) loadSecrets() ([]keySource, error) {
+	if len(h.Secrets) == 0 {
+		return nil, errors.New("no secrets configured: add at least one `secret <alg> <value>`")
+	}
+	repl := caddy.NewReplacer()
+	var keys []*verifyKey
+	for i, s := range h.Secrets {
+		label := fmt.Sprintf("secret %d (%s)", i+1, s.Alg)
+		alg, ok := canonicalAlg(s.Alg)
+		if !ok {
+			return nil, fmt.Errorf("%s: unknown algorithm %q (want one of %s)", label, s.Alg, knownAlgNames())
+		}
+		if alg == algJWKS || alg == algOIDC {
+			return nil, fmt.Errorf("%s: remote key sources are not supported yet", label)
+		}
+		// ReplaceKnown keeps literal braces that are part of a secret.
+		value := repl.ReplaceKnown(s.Value, "")
+		key, err := loadKey(alg, value)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		if b, ok := key.([]byte); ok {
+			if err := checkHMACLength(alg, b, s.AllowShortSecret); err != nil {
+				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+		}
+		if len(s.KID) > maxKIDLength {
+			return nil, fmt.Errorf("%s: kid is longer than %d bytes", label, maxKIDLength)
+		}
+		keys = append(keys, &verifyKey{
+			alg: alg, method: algorithms[alg].method, key: key, kid: s.KID,
+			issuer: s.Issuer, audience: s.Audience, label: label,
+		})
+	}
+	return []keySource{newStaticKeys(keys)}, nil
+}
+
+// ServeHTTP authenticates and authorizes the request, then calls next.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	claims := claimsFor(r, repl)
+
+	token, err := extractToken(r, h.From)
+	if err == nil && token == "" {
+		err = errTokenMissing
+	}
+	var id *identity
+	if err == nil {
+		id, err = h.verifier.verify(token)
+	}
+	if err != nil {
+		if !h.program.needsToken {
+			// Under allow, a bad token is treated as no token.
+			return next.ServeHTTP(w, r)
+		}
+		return h.refuse(w, repl, err)
+	}
+	claims.publish(repl, id, h.UserIDClaim)
+
+	if err := h.program.root.eval(&ruleEnv{r: r, repl: repl, id: id}); err != nil {
+		return h.refuse(w, repl, err)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// refuse sets the RFC 6750 challenge and the reason placeholder and returns
+// the handler error; it writes no body, so handle_errors can.
+func (h *Handler) refuse(w http.ResponseWriter, repl *caddy.Replacer, err error) error {
+	var (
+		status int
+		code   string
+		desc   = err.Error()
+	)
+	var te *tokenError
+	var rd *ruleDenied
+	switch {
+	case errors.As(err, &te):
+		status, code = te.status, te.code
+		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
+			c.Write(zap.Int("status", status), zap.String("reason", desc))
+		}
+	case errors.As(err, &rd):
+		status, code = http.StatusForbidden, "insufficient_scope"
+		if c := h.logger.Check(zapcore.InfoLevel, "request denied by rule"); c != nil {
+			c.Write(zap.String("clause", rd.clause), zap.String("reason", desc))
+		}
+	default:
+		// A technical failure (e.g. a webhook down), not the caller's fault.
+		status = http.StatusInternalServerError
+		h.logger.Error("authorizing request", zap.Error(err))
+		repl.Set(phError, "internal error")
+		return caddyhttp.Error(status, err)
+	}
+	challenge := `Bearer realm="` + h.Realm + `"`
+	if code != "" {
+		challenge += `, error="` + code + `", error_description="` + quoteSafe(desc) + `"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	repl.Set(phError, desc)
+	return caddyhttp.Error(status, err)
+}
+
+// quoteSafe drops characters that would break a quoted-string; rule error
+// messages are configuration, but keep the header well-formed regardless.
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

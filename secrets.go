@@ -1,0 +1,246 @@
+package jwtguard
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Secret is one key that may verify a token. A token is valid when any one
+// configured secret verifies it.
+type Secret struct {
+	// Alg is the JWS algorithm this secret verifies, and the only one:
+	// HS256, HS384, HS512 (HMAC shared secrets), RS256, RS384, RS512,
+	// PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA (public keys).
+	// Space Cloud's name RS256_PUBLIC is accepted as RS256. The token's
+	// `alg` header only selects among secrets: it can never make a public
+	// key act as an HMAC secret. `jwks` and `oidc` (and Space Cloud's
+	// `JWK_URL`) name remote key sources.
+	Alg string `json:"alg"`
+
+	// Value is the key material. For HMAC algorithms it is the shared
+	// secret itself. For public-key algorithms it is PEM text (a PKIX
+	// public key, a PKCS#1 RSA public key or an X.509 certificate) or the
+	// path of a file holding one. Global placeholders such as {env.JWT_SECRET}
+	// and {file./run/secrets/jwt} are expanded when the config loads.
+	Value string `json:"value,omitempty"`
+
+	// KID is the key ID. A token whose `kid` header equals it is checked
+	// against this secret only; a secret with a KID is not tried for tokens
+	// that carry another `kid`.
+	KID string `json:"kid,omitempty"`
+
+	// Issuer, when set, is the `iss` value tokens verified by this secret
+	// must carry, on top of the handler-wide issuer.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Audience, when set, lists audiences of which a token verified by this
+	// secret must name at least one in its `aud` claim, on top of the
+	// handler-wide audience.
+	Audience []string `json:"audience,omitempty"`
+
+	// AllowShortSecret accepts an HMAC secret shorter than the hash output
+	// (32 bytes for HS256, 48 for HS384, 64 for HS512). Short secrets can be
+	// brute-forced offline from a single token; only use this for a legacy
+	// issuer you cannot change. Default: false.
+	AllowShortSecret bool `json:"allow_short_secret,omitempty"`
+}
+
+// Algorithm families. Each key is bound to exactly one algorithm at load
+// time; keyFamily only says which kind of key material that algorithm needs.
+const (
+	familyHMAC = "HMAC"
+	familyRSA  = "RSA"
+	familyEC   = "EC"
+	familyEd   = "EdDSA"
+)
+
+type algInfo struct {
+	method jwt.SigningMethod
+	family string
+	// hmacLen is the minimum HMAC secret length; curve is the ECDSA curve.
+	hmacLen int
+	curve   elliptic.Curve
+}
+
+var algorithms = map[string]algInfo{
+	"HS256": {method: jwt.SigningMethodHS256, family: familyHMAC, hmacLen: 32},
+	"HS384": {method: jwt.SigningMethodHS384, family: familyHMAC, hmacLen: 48},
+	"HS512": {method: jwt.SigningMethodHS512, family: familyHMAC, hmacLen: 64},
+	"RS256": {method: jwt.SigningMethodRS256, family: familyRSA},
+	"RS384": {method: jwt.SigningMethodRS384, family: familyRSA},
+	"RS512": {method: jwt.SigningMethodRS512, family: familyRSA},
+	"PS256": {method: jwt.SigningMethodPS256, family: familyRSA},
+	"PS384": {method: jwt.SigningMethodPS384, family: familyRSA},
+	"PS512": {method: jwt.SigningMethodPS512, family: familyRSA},
+	"ES256": {method: jwt.SigningMethodES256, family: familyEC, curve: elliptic.P256()},
+	"ES384": {method: jwt.SigningMethodES384, family: familyEC, curve: elliptic.P384()},
+	"ES512": {method: jwt.SigningMethodES512, family: familyEC, curve: elliptic.P521()},
+	"EdDSA": {method: jwt.SigningMethodEdDSA, family: familyEd},
+}
+
+// Space Cloud's secret names, so its configs carry over.
+var algAliases = map[string]string{
+	"RS256_PUBLIC": "RS256",
+	"JWK_URL":      "jwks",
+}
+
+// Remote key sources, handled by jwks.go.
+const (
+	algJWKS = "jwks"
+	algOIDC = "oidc"
+)
+
+// RSA modulus bounds: below 2048 bits is breakable, above 16384 bits makes
+// every verification a denial-of-service lever.
+const (
+	minRSABits = 2048
+	maxRSABits = 16384
+)
+
+// canonicalAlg resolves aliases; it reports false for an unknown name.
+func canonicalAlg(alg string) (string, bool) {
+	if a, ok := algAliases[alg]; ok {
+		alg = a
+	}
+	if alg == algJWKS || alg == algOIDC {
+		return alg, true
+	}
+	_, ok := algorithms[alg]
+	return alg, ok
+}
+
+func knownAlgNames() string {
+	return "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, jwks, oidc"
+}
+
+// loadKey turns a secret's (already expanded) value into key material bound
+// to alg. It never puts the value itself into an error.
+func loadKey(alg, value string) (any, error) {
+	info, ok := algorithms[alg]
+	if !ok {
+		return nil, fmt.Errorf("unknown algorithm %q (want one of %s)", alg, knownAlgNames())
+	}
+	if value == "" {
+		return nil, errors.New("the secret value is empty")
+	}
+	if info.family == familyHMAC {
+		// A public key loaded as an HMAC secret lets anyone who has the
+		// public key forge tokens (algorithm confusion).
+		if strings.Contains(value, "-----BEGIN") {
+			return nil, fmt.Errorf("%s needs a shared secret, but the value is PEM text; use RS256, ES256 or EdDSA for public keys", alg)
+		}
+		return []byte(value), nil
+	}
+
+	pemText := []byte(value)
+	source := "the inline PEM"
+	if !strings.HasPrefix(strings.TrimSpace(value), "-----BEGIN") {
+		b, err := os.ReadFile(value)
+		if err != nil {
+			return nil, fmt.Errorf("reading public key file: %w", err)
+		}
+		pemText, source = b, "key file "+value
+	}
+	pub, err := parsePublicKeyPEM(pemText)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	if err := checkKeyFits(alg, info, pub); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return pub, nil
+}
+
+// parsePublicKeyPEM reads the first PEM block: a PKIX public key, a PKCS#1
+// RSA public key or an X.509 certificate. Private keys are refused: a
+// verifier never needs one, and holding one in a web server config is a leak
+// waiting to happen.
+func parsePublicKeyPEM(data []byte) (any, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("no PEM block found (want -----BEGIN PUBLIC KEY-----, RSA PUBLIC KEY or CERTIFICATE)")
+	}
+	switch block.Type {
+	case "PUBLIC KEY":
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing PUBLIC KEY: %w", err)
+		}
+		return pub, nil
+	case "RSA PUBLIC KEY":
+		pub, err := x509.ParsePKCS1PublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing RSA PUBLIC KEY: %w", err)
+		}
+		return pub, nil
+	case "CERTIFICATE":
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing CERTIFICATE: %w", err)
+		}
+		return cert.PublicKey, nil
+	default:
+		if strings.Contains(block.Type, "PRIVATE KEY") {
+			return nil, fmt.Errorf("holds a %s; give the public key instead (openssl pkey -pubout)", block.Type)
+		}
+		return nil, fmt.Errorf("unsupported PEM block %q (want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE)", block.Type)
+	}
+}
+
+// checkKeyFits makes sure the key is of the kind alg verifies with.
+func checkKeyFits(alg string, info algInfo, pub any) error {
+	switch info.family {
+	case familyRSA:
+		k, ok := pub.(*rsa.PublicKey)
+		if !ok {
+			return fmt.Errorf("%s needs an RSA public key, but this is %s", alg, describeKey(pub))
+		}
+		if bits := k.N.BitLen(); bits < minRSABits || bits > maxRSABits {
+			return fmt.Errorf("RSA key is %d bits; jwt_guard accepts %d to %d", bits, minRSABits, maxRSABits)
+		}
+	case familyEC:
+		k, ok := pub.(*ecdsa.PublicKey)
+		if !ok || k.Curve != info.curve {
+			return fmt.Errorf("%s needs an ECDSA %s public key, but this is %s", alg, info.curve.Params().Name, describeKey(pub))
+		}
+	case familyEd:
+		if _, ok := pub.(ed25519.PublicKey); !ok {
+			return fmt.Errorf("EdDSA needs an Ed25519 public key, but this is %s", describeKey(pub))
+		}
+	}
+	return nil
+}
+
+func describeKey(pub any) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("an RSA %d-bit key", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "an ECDSA " + k.Curve.Params().Name + " key"
+	case ed25519.PublicKey:
+		return "an Ed25519 key"
+	default:
+		return fmt.Sprintf("a %T", pub)
+	}
+}
+
+// checkHMACLength refuses secrets shorter than the hash output, which can be
+// brute-forced offline from any token (hashcat mode 16500).
+func checkHMACLength(alg string, secret []byte, allowShort bool) error {
+	info := algorithms[alg]
+	if info.family != familyHMAC || allowShort || len(secret) >= info.hmacLen {
+		return nil
+	}
+	return fmt.Errorf("%s secret is %d bytes; it must be at least %d (generate one with: openssl rand -base64 %d), or set allow_short_secret",
+		alg, len(secret), info.hmacLen, info.hmacLen)
+}

@@ -94,11 +94,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxLifetime = dur
 		case "from_cookie", "from_query":
+			kind := d.Val()
 			var name string
 			if !d.AllArgs(&name) {
 				return d.ArgErr()
 			}
-			if d.Val() == "from_cookie" {
+			if kind == "from_cookie" {
 				h.From = append(h.From, TokenSource{Cookie: name})
 			} else {
 				h.From = append(h.From, TokenSource{Query: name})

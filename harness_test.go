@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -203,4 +204,32 @@ func hs256(t testing.TB, c claims) string {
 // inOneHour is a typical valid claim set.
 func validClaims() claims {
 	return claims{"sub": "user-1", "exp": time.Now().Add(time.Hour).Unix()}
+}
+
+func jsonNumber(s string) json.Number { return json.Number(s) }
+
+func json64(n int64) json.Number { return json.Number(strconv.FormatInt(n, 10)) }
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// forgeAlg rewrites a token's header to claim another algorithm, keeping
+// payload and signature.
+func forgeAlg(t testing.TB, token, alg string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	hdr := strictB64.EncodeToString([]byte(`{"alg":"` + alg + `","typ":"JWT"}`))
+	return hdr + "." + parts[1] + "." + parts[2]
+}
+
+// noneToken is an unsigned token with alg "none".
+func noneToken(c claims) string {
+	payload, _ := json.Marshal(c)
+	return strictB64.EncodeToString([]byte(`{"alg":"none"}`)) + "." + strictB64.EncodeToString(payload) + "."
 }

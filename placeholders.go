@@ -56,10 +56,15 @@ func (p *claimsProvider) publish(repl *caddy.Replacer, id *identity, userIDClaim
 func (p *claimsProvider) replace(key string) (any, bool) {
 	path, ok := strings.CutPrefix(key, phClaimsPrefix)
 	if !ok {
-		if key != phClaims {
+		switch key {
+		case phClaims:
+		case phUserID, phError:
+			// Set statically when there is a value; empty, not literal,
+			// for a guest under `allow`.
+			return "", true
+		default:
 			return nil, false
 		}
-		path = ""
 	}
 	// Like Caddy's own dynamic namespaces, answer every key under our prefix,
 	// so an absent claim renders empty instead of staying literal.

@@ -1,6 +1,7 @@
 package jwtguard
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -232,4 +234,16 @@ func forgeAlg(t testing.TB, token, alg string) string {
 func noneToken(c claims) string {
 	payload, _ := json.Marshal(c)
 	return strictB64.EncodeToString([]byte(`{"alg":"none"}`)) + "." + strictB64.EncodeToString(payload) + "."
+}
+
+func newTestContext() (caddy.Context, context.CancelFunc) {
+	return caddy.NewContext(caddy.Context{Context: context.Background()})
+}
+
+func caddyDuration(s string) caddy.Duration {
+	d, err := caddy.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return caddy.Duration(d)
 }

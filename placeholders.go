@@ -58,6 +58,7 @@ func (p *claimsProvider) replace(key string) (any, bool) {
 	if !ok {
 		switch key {
 		case phClaims:
+			path = ""
 		case phUserID, phError:
 			// Set statically when there is a value; empty, not literal,
 			// for a guest under `allow`.

@@ -139,6 +139,12 @@ func loadKey(alg, value string) (any, error) {
 		if strings.Contains(value, "-----BEGIN") {
 			return nil, fmt.Errorf("%s needs a shared secret, but the value is PEM text; use RS256, ES256 or EdDSA for public keys", alg)
 		}
+		// A file path would silently become a guessable secret.
+		if strings.HasPrefix(value, "/") || strings.HasPrefix(value, "./") {
+			if _, err := os.Stat(value); err == nil {
+				return nil, fmt.Errorf("%s secret is the path of an existing file; to read the secret from it write {file.%s}", alg, value)
+			}
+		}
 		return []byte(value), nil
 	}
 

@@ -45,6 +45,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    realm <realm>
 //	    user_id_claim <claim path>
 //	    max_token_size <size>
+//	    token_cache_size <n>
 //	    rule <rule>
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -125,6 +126,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_token_size %q: want a size from 1 byte to 1MiB, like 8KiB", arg)
 			}
 			h.MaxTokenSize = int(size)
+		case "token_cache_size":
+			var arg string
+			if !d.AllArgs(&arg) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(arg)
+			if err != nil || n < -1 {
+				return d.Errf("token_cache_size %q: want a number of tokens, or -1 to disable the cache", arg)
+			}
+			h.TokenCacheSize = n
 		case "rule":
 			if h.Rule != nil {
 				return d.Err("rule already specified; combine rules with `rule and { ... }`")

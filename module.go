@@ -83,6 +83,12 @@ type Handler struct {
 	// refused before any parsing. Default: 8192.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
 
+	// TokenCacheSize is how many verified tokens are remembered, so that a
+	// client repeating its token skips the signature check (expiry is
+	// still checked on every request, and a verdict is reused for at most
+	// 5 minutes). 0 means the default, 1024; -1 disables the cache.
+	TokenCacheSize int `json:"token_cache_size,omitempty"`
+
 	// Rule is the Space Cloud security rule that authorizes a request once
 	// its token is valid. Default: {"rule": "authenticated"}.
 	Rule *Rule `json:"rule,omitempty"`
@@ -143,7 +149,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.verifier = newVerifier(sources, h.Issuer, h.Audience, leeway, time.Duration(h.MaxLifetime), h.RequireExp, h.MaxTokenSize, h.now)
+	cacheSize := h.TokenCacheSize
+	if cacheSize == 0 {
+		cacheSize = defaultTokenCacheSize
+	}
+	h.verifier = newVerifier(sources, h.Issuer, h.Audience, leeway, time.Duration(h.MaxLifetime), h.RequireExp, h.MaxTokenSize, cacheSize, h.now)
 
 	if h.program, err = compileRule(h.Rule); err != nil {
 		return fmt.Errorf("compiling rule: %w", err)

@@ -177,7 +177,8 @@ func (s *staticKeys) lookup(alg, kid string, dst []*verifyKey) []*verifyKey {
 	return dst
 }
 
-// identity is a verified token.
+// identity is a verified token. It is shared by every request that sends
+// the same token (see tokenCache): never modify it after verification.
 type identity struct {
 	token  string
 	claims map[string]any
@@ -197,13 +198,14 @@ type verifier struct {
 	maxTokenSize int
 	validator    *jwt.Validator
 	now          func() time.Time
+	cache        *tokenCache
 }
 
-func newVerifier(sources []keySource, issuer string, audience []string, leeway, maxLifetime time.Duration, requireExp bool, maxTokenSize int, now func() time.Time) *verifier {
+func newVerifier(sources []keySource, issuer string, audience []string, leeway, maxLifetime time.Duration, requireExp bool, maxTokenSize, cacheSize int, now func() time.Time) *verifier {
 	v := &verifier{
 		sources: sources, issuer: issuer, audience: audience,
 		leeway: leeway, maxLifetime: maxLifetime, requireExp: requireExp || maxLifetime > 0,
-		maxTokenSize: maxTokenSize, now: now,
+		maxTokenSize: maxTokenSize, now: now, cache: newTokenCache(cacheSize),
 	}
 	opts := []jwt.ParserOption{jwt.WithLeeway(leeway), jwt.WithIssuedAt(), jwt.WithTimeFunc(now)}
 	if v.requireExp {
@@ -222,6 +224,9 @@ var strictB64 = base64.RawURLEncoding.Strict()
 func (v *verifier) verify(token string) (*identity, error) {
 	if len(token) > v.maxTokenSize {
 		return nil, errTokenTooLarge
+	}
+	if id := v.cache.get(token, v.now()); id != nil {
+		return id, nil
 	}
 	headerB64, payloadB64, sigB64, ok := splitCompact(token)
 	if !ok {
@@ -262,6 +267,7 @@ func (v *verifier) verify(token string) (*identity, error) {
 	if err := v.checkClaims(id); err != nil {
 		return nil, err
 	}
+	v.cache.put(id, v.now(), v.leeway)
 	return id, nil
 }
 

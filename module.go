@@ -222,10 +222,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	claims.publish(repl, id, h.UserIDClaim)
 
-	if err := h.program.root.eval(&ruleEnv{r: r, repl: repl, id: id}); err != nil {
+	if err := h.authorize(r, repl, id); err != nil {
 		return h.refuse(w, repl, err)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// authorize evaluates the compiled rule for a request whose token (if the
+// rule needs one) is verified. It returns nil to pass, a *ruleDenied to
+// refuse, or another error for a technical failure. The websocket path calls
+// it too, once the first message has given the token.
+func (h *Handler) authorize(r *http.Request, repl *caddy.Replacer, id *identity) error {
+	return h.program.root.eval(&ruleEnv{r: r, repl: repl, id: id})
 }
 
 // refuse sets the RFC 6750 challenge and the reason placeholder and returns

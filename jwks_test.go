@@ -13,6 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +24,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
 // jwksServer is a real JWKS (and OpenID discovery) server on loopback
@@ -588,4 +593,317 @@ func deadURL(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return "http://" + addr + "/jwks"
+}
+
+func TestRemoteSecretCaddyfileErrorsNameTheLine(t *testing.T) {
+	tests := []struct {
+		name, site string
+		want       []string
+	}{
+		{"plain http to a remote host", "jwt_guard {\n secret jwks http://idp.example/jwks\n}", []string{"uses plain http", "allow_http", "Caddyfile:3"}},
+		{"relative URL", "jwt_guard {\n secret oidc idp.example\n}", []string{"not an absolute http(s) URL", "Caddyfile:3"}},
+		{"bad refresh_interval", "jwt_guard {\n secret jwks https://idp.example/jwks {\n  refresh_interval often\n }\n}", []string{"refresh_interval \"often\" is not a duration", "Caddyfile:4"}},
+		{"refresh_interval too short", "jwt_guard {\n secret jwks https://idp.example/jwks {\n  refresh_interval 1ms\n }\n}", []string{"refresh_interval 1ms is too short", "Caddyfile:3"}},
+		{"bad max_response_size", "jwt_guard {\n secret jwks https://idp.example/jwks {\n  max_response_size big\n }\n}", []string{"max_response_size \"big\"", "Caddyfile:4"}},
+		{"allow_http with an argument", "jwt_guard {\n secret jwks https://idp.example/jwks {\n  allow_http yes\n }\n}", []string{"Caddyfile:4"}},
+		{"remote option on a static secret", "jwt_guard {\n secret HS256 " + testKeys(t).hmac + " {\n  refresh_interval 1m\n }\n}", []string{"are for jwks and oidc secrets", "Caddyfile:3"}},
+		{"oidc issuer mismatch", "jwt_guard {\n secret oidc https://a.example {\n  issuer https://b.example\n }\n}", []string{"differs from the oidc issuer", "Caddyfile:3"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := adaptError(t, tc.site)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("error %q does not contain %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+// End-to-end through a real Caddy.
+
+// refresherGoroutines counts the running refreshers, by their stacks.
+func refresherGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "caddy-jwt-guard.(*remoteKeys).refresher(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// unloadAtEnd replaces the config when the test ends, before its JWKS
+// servers close, so no refresher keeps polling a dead server.
+func unloadAtEnd(t *testing.T) {
+	t.Cleanup(func() {
+		cfg := fmt.Sprintf("%s\n%s {\n\trespond idle\n}\n", globalOptions(), baseURL)
+		resp, err := http.Post(fmt.Sprintf("http://localhost:%d/load", adminPort), "text/caddyfile", strings.NewReader(cfg))
+		if err != nil {
+			t.Errorf("unloading: %v", err)
+			return
+		}
+		resp.Body.Close()
+	})
+}
+
+func status(t *testing.T, tester *caddytest.Tester, path, token string) int {
+	t.Helper()
+	resp, _ := get(t, tester, baseURL+path, bearer(token))
+	return resp.StatusCode
+}
+
+func TestJWKSThroughCaddy(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, jwkOf("a", k.rsa, "RS256"), jwkOf("b", k.ec256, ""))
+	idp := newJWKSServer(t, jwkOf("o", k.ed, ""))
+	unloadAtEnd(t)
+	tester := startCaddy(t, fmt.Sprintf(`
+	handle /jwks/* {
+		jwt_guard {
+			secret jwks %s
+			token_cache_size -1
+		}
+		respond "ok {http.auth.user.id}"
+	}
+	handle /oidc/* {
+		jwt_guard {
+			secret oidc %s {
+				audience api
+			}
+		}
+		respond "ok"
+	}`, srv.URL(), idp.Issuer()))
+
+	oidcClaims := func(iss, aud string) claims {
+		c := validClaims()
+		c["iss"], c["aud"] = iss, aud
+		return c
+	}
+	steps := []struct {
+		name   string
+		before func()
+		path   string
+		token  string
+		want   int
+	}{
+		{"RSA key picked by kid", nil, "/jwks/x", sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "a"), 200},
+		{"EC key without alg picked by kid", nil, "/jwks/x", sign(t, jwt.SigningMethodES256, k.ec256, validClaims(), "kid", "b"), 200},
+		{"kid of one key, signed by another", nil, "/jwks/x", sign(t, jwt.SigningMethodRS256, k.rsa2, validClaims(), "kid", "a"), 401},
+		{"kid a with another RSA algorithm", nil, "/jwks/x", sign(t, jwt.SigningMethodPS256, k.rsa, validClaims(), "kid", "a"), 401},
+		{"kid b with a wider curve algorithm", nil, "/jwks/x", sign(t, jwt.SigningMethodES384, k.ec384, validClaims(), "kid", "b"), 401},
+		{"rotation: new kid picked up by the unknown-kid refetch",
+			func() { srv.setKeys(jwkOf("b", k.ec256, ""), jwkOf("c", k.ed, "EdDSA")) },
+			"/jwks/x", sign(t, jwt.SigningMethodEdDSA, k.ed, validClaims(), "kid", "c"), 200},
+		{"rotation: removed key refused", nil, "/jwks/x", sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "a"), 401},
+		{"rotation: kept key still accepted", nil, "/jwks/x", sign(t, jwt.SigningMethodES256, k.ec256, validClaims(), "kid", "b"), 200},
+		{"oidc: issuer and audience match", nil, "/oidc/x", sign(t, jwt.SigningMethodEdDSA, k.ed, oidcClaims(idp.Issuer(), "api"), "kid", "o"), 200},
+		{"oidc: token from another issuer", nil, "/oidc/x", sign(t, jwt.SigningMethodEdDSA, k.ed, oidcClaims("https://evil.example", "api"), "kid", "o"), 401},
+		{"oidc: token without iss", nil, "/oidc/x", sign(t, jwt.SigningMethodEdDSA, k.ed, claims{"aud": "api", "exp": time.Now().Add(time.Hour).Unix()}, "kid", "o"), 401},
+		{"oidc: wrong audience", nil, "/oidc/x", sign(t, jwt.SigningMethodEdDSA, k.ed, oidcClaims(idp.Issuer(), "web"), "kid", "o"), 401},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
+		if got := status(t, tester, s.path, s.token); got != s.want {
+			t.Errorf("%s: status %d, want %d", s.name, got, s.want)
+		}
+	}
+	if idp.discoveries.Load() == 0 {
+		t.Error("the OIDC discovery document was never read")
+	}
+}
+
+func TestJWKSTimerPicksUpRotation(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, jwkOf("a", k.rsa, ""))
+	unloadAtEnd(t)
+	tester := startCaddy(t, fmt.Sprintf(`
+	jwt_guard {
+		secret jwks %s {
+			refresh_interval 1s
+			min_refetch_interval 1h
+		}
+		token_cache_size -1
+	}
+	respond "ok"`, srv.URL()))
+	tokA := sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "a")
+	tokC := sign(t, jwt.SigningMethodES256, k.ec256, validClaims(), "kid", "c")
+	// Spend the unknown-kid budget for the hour, so only the timer can
+	// pick up the rotation.
+	if got := status(t, tester, "/", sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "spent")); got != 401 {
+		t.Fatalf("unknown kid: status %d", got)
+	}
+	if got := status(t, tester, "/", tokA); got != 200 {
+		t.Fatalf("before rotation: status %d", got)
+	}
+	srv.setKeys(jwkOf("c", k.ec256, ""))
+	waitFor(t, "the refresh timer to add kid c", func() bool { return status(t, tester, "/", tokC) == 200 })
+	if got := status(t, tester, "/", tokA); got != 401 {
+		t.Fatalf("after rotation, removed key: status %d, want 401", got)
+	}
+}
+
+func TestJWKSOutageThroughCaddyKeepsKnownKeys(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, jwkOf("a", k.rsa, ""))
+	unloadAtEnd(t)
+	tester := startCaddy(t, fmt.Sprintf(`
+	jwt_guard {
+		secret jwks %s {
+			refresh_interval 1s
+			timeout 300ms
+		}
+		token_cache_size -1
+	}
+	respond "ok"`, srv.URL()))
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "a")
+	for _, mode := range []string{"500", "garbage", "hang", "huge"} {
+		srv.setMode(mode)
+		failed := srv.failures.Load()
+		waitFor(t, "a failed refresh ("+mode+")", func() bool { return srv.failures.Load() > failed })
+		if got := status(t, tester, "/", tok); got != 200 {
+			t.Errorf("during outage %q: status %d, want 200 with the last good key", mode, got)
+		}
+	}
+}
+
+func TestJWKSDownAtStartup(t *testing.T) {
+	k := testKeys(t)
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "a")
+	for _, mode := range []string{"500", "hang", "connection refused"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := newJWKSServer(t, jwkOf("a", k.rsa, ""))
+			url := srv.URL()
+			if mode == "connection refused" {
+				url = deadURL(t)
+			} else {
+				srv.setMode(mode)
+			}
+			logFile := filepath.Join(t.TempDir(), "caddy.log")
+			unloadAtEnd(t)
+			global := strings.Replace(globalOptions(), "grace_period 1ns",
+				"grace_period 1ns\n\tlog {\n\t\toutput file "+logFile+"\n\t\tformat json\n\t}", 1)
+			start := time.Now()
+			tester := startCaddyfile(t, fmt.Sprintf(`%s
+%s {
+	jwt_guard {
+		secret jwks %s {
+			timeout 500ms
+		}
+	}
+	respond "ok"
+}`, global, baseURL, url))
+			if took := time.Since(start); took > 4*time.Second {
+				t.Errorf("Caddy took %s to start with the JWKS down; want about the 500ms timeout", took)
+			}
+			if got := status(t, tester, "/", tok); got != 401 {
+				t.Fatalf("source down: status %d, want 401", got)
+			}
+			waitFor(t, "the startup warning in the log", func() bool {
+				b, _ := os.ReadFile(logFile)
+				return strings.Contains(string(b), "no keys from remote source at startup")
+			})
+			if mode == "connection refused" {
+				return
+			}
+			srv.setMode("")
+			waitFor(t, "keys to arrive", func() bool { return status(t, tester, "/", tok) == 200 })
+		})
+	}
+}
+
+// TestJWKSUnknownKIDFloodThroughCaddy: 1,000 requests with random kids
+// cost the provider at most one request per min_refetch_interval.
+func TestJWKSUnknownKIDFloodThroughCaddy(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, jwkOf("a", k.rsa, ""))
+	unloadAtEnd(t)
+	startCaddy(t, fmt.Sprintf(`
+	jwt_guard {
+		secret jwks %s
+	}
+	respond "ok"`, srv.URL()))
+	before := srv.fetches.Load()
+	tokens := make(chan string, 1000)
+	for i := range 1000 {
+		tokens <- sign(t, jwt.SigningMethodRS256, k.rsa2, validClaims(), "kid", fmt.Sprintf("flood-%d-%s", i, randomHex(8)))
+	}
+	close(tokens)
+	var wg sync.WaitGroup
+	var refused, other atomic.Int64
+	start := time.Now()
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for tok := range tokens {
+				req, _ := http.NewRequest(http.MethodGet, baseURL+"/", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					other.Add(1)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 401 {
+					refused.Add(1)
+				} else {
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	fetches := srv.fetches.Load() - before
+	t.Logf("1000 unknown kids through Caddy in %s: %d refused, %d JWKS fetch(es)", time.Since(start).Round(time.Millisecond), refused.Load(), fetches)
+	if refused.Load() != 1000 || other.Load() != 0 {
+		t.Errorf("%d refused, %d other; want all 1000 refused with 401", refused.Load(), other.Load())
+	}
+	if fetches > 1 {
+		t.Errorf("the flood caused %d JWKS fetches; want at most 1 per 30s interval", fetches)
+	}
+}
+
+func TestJWKSReloadLeaksNoGoroutines(t *testing.T) {
+	k := testKeys(t)
+	one := newJWKSServer(t, jwkOf("a", k.rsa, ""))
+	two := newJWKSServer(t, jwkOf("b", k.ec256, ""))
+	unloadAtEnd(t)
+	site := func(body, refresh string) string {
+		return fmt.Sprintf(`
+	jwt_guard {
+		secret jwks %s {
+			refresh_interval %s
+		}
+		secret jwks %s
+	}
+	respond %q`, one.URL(), refresh, two.URL(), body)
+	}
+	wantRefreshers := func(n int, when string) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%d refresher goroutines %s", n, when), func() bool { return refresherGoroutines() == n })
+	}
+	base := refresherGoroutines()
+	tester := startCaddy(t, site("first", "10m"))
+	wantRefreshers(base+2, "after the first load")
+	fetched := one.fetches.Load() + two.fetches.Load()
+
+	tester = startCaddy(t, site("second", "10m"))
+	wantRefreshers(base+2, "after a reload with the same secrets")
+	if got := one.fetches.Load() + two.fetches.Load(); got != fetched {
+		t.Errorf("a reload with the same secrets fetched again (%d -> %d); the key cache should carry over", fetched, got)
+	}
+	if got := status(t, tester, "/", sign(t, jwt.SigningMethodES256, k.ec256, validClaims(), "kid", "b")); got != 200 {
+		t.Errorf("after reload: status %d", got)
+	}
+
+	startCaddy(t, site("third", "5m"))
+	wantRefreshers(base+2, "after a reload that changes one secret")
+
+	startCaddy(t, `respond "no jwt"`)
+	wantRefreshers(base, "after a reload without remote secrets")
 }

@@ -339,6 +339,10 @@ func (r *remoteKeys) report(problems []jwkProblem) {
 	for _, p := range problems {
 		r.mu.Lock()
 		seen := r.reported[p]
+		if len(r.reported) >= 1024 {
+			// A set whose kids change on every fetch must not grow this forever.
+			clear(r.reported)
+		}
 		r.reported[p] = true
 		r.mu.Unlock()
 		if seen {

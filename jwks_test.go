@@ -1,6 +1,7 @@
 package jwtguard
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -72,7 +74,7 @@ func (s *jwksServer) setMode(mode string) { s.set(func(s *jwksServer) { s.mode =
 func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	mode, keys, cc := s.mode, s.keys, s.cacheControl
-	issuer, jwksURI := cmpOr(s.issuer, s.srv.URL), cmpOr(s.jwksURI, s.srv.URL+"/jwks")
+	issuer, jwksURI := cmp.Or(s.issuer, s.srv.URL), cmp.Or(s.jwksURI, s.srv.URL+"/jwks")
 	s.mu.Unlock()
 	switch r.URL.Path {
 	case discoveryPath:
@@ -108,13 +110,6 @@ func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -540,7 +535,7 @@ func TestOIDCDiscovery(t *testing.T) {
 			h := provisioned(t, &Handler{Secrets: []*Secret{{Alg: "oidc", Value: srv.Issuer(), MinRefetchInterval: caddyDuration("1h")}}}, time.Now())
 			t.Cleanup(func() { _ = h.Cleanup() })
 			c := validClaims()
-			c["iss"] = cmpOr(tt.iss, srv.Issuer())
+			c["iss"] = cmp.Or(tt.iss, srv.Issuer())
 			_, err := h.verifier.verify(sign(t, jwt.SigningMethodES256, k.ec256, c, "kid", "a"))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("verify: err = %v, want %v", err, tt.wantErr)
@@ -906,4 +901,47 @@ func TestJWKSReloadLeaksNoGoroutines(t *testing.T) {
 
 	startCaddy(t, `respond "no jwt"`)
 	wantRefreshers(base, "after a reload without remote secrets")
+}
+
+func TestDuplicateKIDIsAnErrorLoggedOnce(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, jwkOf("dup", k.rsa, ""), jwkOf("dup", k.rsa2, ""),
+		map[string]any{"kty": "oct", "kid": "s", "k": b64([]byte(k.hmac))})
+	core, logs := observer.New(zap.DebugLevel)
+	cfg, err := remoteConfigFor(&Secret{Alg: "jwks", Value: srv.URL()}, algJWKS, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := newTestContext()
+	t.Cleanup(cancel)
+	r, err := acquireRemote(ctx, cfg, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = remotePool.Delete(cfg.poolKey()) })
+	for range 3 {
+		c := r.fetch(false)
+		<-c.done
+		if c.err != nil {
+			t.Fatal(c.err)
+		}
+	}
+	dup := logs.FilterMessage("JWKS key skipped").FilterField(zap.String("kid", "dup"))
+	if n := dup.Len(); n != 1 || dup.All()[0].Level != zap.ErrorLevel {
+		t.Fatalf("duplicate kid logged %d times (want once, at error level)", n)
+	}
+	oct := logs.FilterMessage("JWKS key skipped").FilterField(zap.String("kid", "s"))
+	if n := oct.Len(); n != 1 || oct.All()[0].Level != zap.WarnLevel {
+		t.Fatalf("oct key logged %d times (want once, as a warning)", n)
+	}
+	for _, e := range logs.All() {
+		for _, f := range e.Context {
+			if strings.Contains(f.String, k.hmac) || strings.Contains(f.String, b64([]byte(k.hmac))) {
+				t.Fatalf("log leaks the oct key material: %v", e)
+			}
+		}
+	}
+	if got := r.lookup("RS256", "dup", nil); len(got) != 1 || got[0].key.(*rsa.PublicKey).N.Cmp(k.rsa.N) != 0 {
+		t.Fatal("duplicate kid: the first key must be kept")
+	}
 }

@@ -32,8 +32,10 @@ type Secret struct {
 	// Value is the key material. For HMAC algorithms it is the shared
 	// secret itself. For public-key algorithms it is PEM text (a PKIX
 	// public key, a PKCS#1 RSA public key or an X.509 certificate) or the
-	// path of a file holding one. Global placeholders such as {env.JWT_SECRET}
-	// and {file./run/secrets/jwt} are expanded when the config loads.
+	// path of a file holding one. For `jwks` it is the JWKS URL, for `oidc`
+	// the issuer URL (https, or http to a loopback host unless allow_http).
+	// Global placeholders such as {env.JWT_SECRET} and
+	// {file./run/secrets/jwt} are expanded when the config loads.
 	Value string `json:"value,omitempty"`
 
 	// KID is the key ID. A token whose `kid` header equals it is checked

@@ -945,3 +945,26 @@ func TestDuplicateKIDIsAnErrorLoggedOnce(t *testing.T) {
 		t.Fatal("duplicate kid: the first key must be kept")
 	}
 }
+
+func TestFetchSchedulesByServerMaxAge(t *testing.T) {
+	k := testKeys(t)
+	tests := []struct {
+		cc   string
+		want time.Duration
+	}{
+		{"", 10 * time.Minute},
+		{"public, max-age=120", 2 * time.Minute},
+		{"max-age=86400", 10 * time.Minute},
+		{"max-age=5", time.Minute},
+	}
+	srv := newJWKSServer(t, jwkOf("a", k.rsa, ""))
+	r := remoteFor(t, &Secret{Alg: "jwks", Value: srv.URL()})
+	for _, tt := range tests {
+		srv.set(func(s *jwksServer) { s.cacheControl = tt.cc })
+		c := r.fetch(false)
+		<-c.done
+		if c.err != nil || c.next != tt.want {
+			t.Errorf("Cache-Control %q: next refresh in %s (err %v), want %s", tt.cc, c.next, c.err, tt.want)
+		}
+	}
+}

@@ -968,3 +968,29 @@ func TestFetchSchedulesByServerMaxAge(t *testing.T) {
 		}
 	}
 }
+
+func TestRotatedKIDFoundBehindAKidlessStaticSecret(t *testing.T) {
+	k := testKeys(t)
+	srv := newJWKSServer(t, jwkOf("old", k.ec256, ""))
+	// Space Cloud's JWK_URL name, next to a static RS256 key without kid
+	// (a migration from a PEM key to a JWKS).
+	h := provisioned(t, &Handler{TokenCacheSize: -1, Secrets: []*Secret{
+		{Alg: "RS256", Value: k.path("rsa2.pem")},
+		{Alg: "JWK_URL", Value: srv.URL()},
+	}}, time.Now())
+	t.Cleanup(func() { _ = h.Cleanup() })
+	before := srv.fetches.Load()
+	if _, err := h.verifier.verify(sign(t, jwt.SigningMethodRS256, k.rsa2, validClaims(), "kid", "whatever")); err != nil {
+		t.Fatalf("static key: %v", err)
+	}
+	if got := srv.fetches.Load() - before; got != 0 {
+		t.Fatalf("a token the static key verifies caused %d fetches", got)
+	}
+	srv.setKeys(jwkOf("new", k.rsa, ""))
+	if _, err := h.verifier.verify(sign(t, jwt.SigningMethodRS256, k.rsa, validClaims(), "kid", "new")); err != nil {
+		t.Fatalf("rotated-in kid behind a kid-less static RS256 key: %v", err)
+	}
+	if got := srv.fetches.Load() - before; got != 1 {
+		t.Fatalf("the rotated-in kid caused %d fetches, want 1", got)
+	}
+}

@@ -252,12 +252,9 @@ func (v *verifier) verify(token string) (*identity, error) {
 	for _, src := range v.sources {
 		candidates = src.lookup(hdr.alg, hdr.kid, candidates)
 	}
+	refetched := false
 	if len(candidates) == 0 {
-		for _, src := range v.sources {
-			if r, ok := src.(refetcher); ok && r.refetch(hdr.alg, hdr.kid) {
-				candidates = src.lookup(hdr.alg, hdr.kid, candidates)
-			}
-		}
+		candidates, refetched = v.refetch(hdr, candidates), true
 		if len(candidates) == 0 {
 			return nil, errNoKey
 		}
@@ -267,12 +264,11 @@ func (v *verifier) verify(token string) (*identity, error) {
 		return nil, errTokenMalformed
 	}
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
-	var key *verifyKey
-	for _, k := range candidates {
-		if k.method.Verify(signingInput, sig, k.key) == nil {
-			key = k
-			break
-		}
+	key := firstVerifying(candidates, signingInput, sig)
+	if key == nil && !refetched && hdr.kid != "" {
+		// Only kid-less static secrets were tried; the kid may belong to
+		// a key a JWKS has rotated in since.
+		key = firstVerifying(v.refetch(hdr, candidates[:0]), signingInput, sig)
 	}
 	if key == nil {
 		return nil, errSignature
@@ -287,6 +283,26 @@ func (v *verifier) verify(token string) (*identity, error) {
 	}
 	v.cache.put(id, v.now(), v.leeway)
 	return id, nil
+}
+
+// refetch asks the sources whose keys can change to look again for a
+// token no key matched, and returns what they now offer.
+func (v *verifier) refetch(hdr joseHeader, dst []*verifyKey) []*verifyKey {
+	for _, src := range v.sources {
+		if r, ok := src.(refetcher); ok && r.refetch(hdr.alg, hdr.kid) {
+			dst = src.lookup(hdr.alg, hdr.kid, dst)
+		}
+	}
+	return dst
+}
+
+func firstVerifying(keys []*verifyKey, signingInput string, sig []byte) *verifyKey {
+	for _, k := range keys {
+		if k.method.Verify(signingInput, sig, k.key) == nil {
+			return k
+		}
+	}
+	return nil
 }
 
 // splitCompact splits header.payload.signature, requiring three non-empty

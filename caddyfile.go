@@ -35,6 +35,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        audience <aud...>
 //	        allow_short_secret
 //	    }]
+//	    secret jwks <jwks-url> | oidc <issuer-url> [{
+//	        kid <kid>
+//	        issuer <iss>
+//	        audience <aud...>
+//	        refresh_interval <duration>
+//	        min_refetch_interval <duration>
+//	        timeout <duration>
+//	        max_response_size <size>
+//	        allow_http
+//	    }]
 //	    issuer <iss>
 //	    audience <aud...>
 //	    leeway <duration>
@@ -195,11 +205,49 @@ func parseSecret(d *caddyfile.Dispenser) (*Secret, error) {
 				return nil, d.ArgErr()
 			}
 			s.AllowShortSecret = true
+		case "refresh_interval", "min_refetch_interval", "timeout":
+			name := d.Val()
+			dur, err := parseDurationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			switch name {
+			case "refresh_interval":
+				s.RefreshInterval = dur
+			case "min_refetch_interval":
+				s.MinRefetchInterval = dur
+			default:
+				s.Timeout = dur
+			}
+		case "max_response_size":
+			var arg string
+			if !d.AllArgs(&arg) {
+				return nil, d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(arg)
+			if err != nil || size == 0 || size > 64<<20 {
+				return nil, d.Errf("max_response_size %q: want a size from 1 byte to 64MiB, like 1MiB", arg)
+			}
+			s.MaxResponseSize = int64(size)
+		case "allow_http":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			s.AllowHTTP = true
 		default:
 			return nil, d.Errf("unrecognized secret option '%s'", d.Val())
 		}
 	}
-	if alg != algJWKS && alg != algOIDC && !strings.Contains(s.Value, "{") {
+	remote := alg == algJWKS || alg == algOIDC
+	if !remote && s.remoteOptionsSet() {
+		return nil, fmt.Errorf("secret %s: refresh_interval, min_refetch_interval, timeout, max_response_size and allow_http are for jwks and oidc secrets, at %s:%d", s.Alg, file, line)
+	}
+	if remote && !strings.Contains(s.Value, "{") {
+		if _, err := remoteConfigFor(s, alg, s.Value); err != nil {
+			return nil, fmt.Errorf("secret %s: %w, at %s:%d", s.Alg, err, file, line)
+		}
+	}
+	if !remote && !strings.Contains(s.Value, "{") {
 		key, err := loadKey(alg, s.Value)
 		if err == nil {
 			if b, ok := key.([]byte); ok {

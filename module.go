@@ -96,6 +96,8 @@ type Handler struct {
 	verifier *verifier
 	program  *program
 	logger   *zap.Logger
+	// remotes are the remotePool keys this instance holds.
+	remotes []string
 	// now is the clock; tests replace it.
 	now func() time.Time
 }
@@ -145,7 +147,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return errors.New("realm must not contain quotes or backslashes")
 	}
 
-	sources, err := h.loadSecrets()
+	sources, err := h.loadSecrets(ctx)
 	if err != nil {
 		return err
 	}
@@ -163,23 +165,39 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // loadSecrets expands placeholders in the secrets and binds each key to
 // its algorithm.
-func (h *Handler) loadSecrets() ([]keySource, error) {
+func (h *Handler) loadSecrets(ctx caddy.Context) ([]keySource, error) {
 	if len(h.Secrets) == 0 {
 		return nil, errors.New("no secrets configured: add at least one `secret <alg> <value>`")
 	}
 	repl := caddy.NewReplacer()
-	var keys []*verifyKey
+	var (
+		keys    []*verifyKey
+		remotes []keySource
+	)
 	for i, s := range h.Secrets {
 		label := fmt.Sprintf("secret %d (%s)", i+1, s.Alg)
 		alg, ok := canonicalAlg(s.Alg)
 		if !ok {
 			return nil, fmt.Errorf("%s: unknown algorithm %q (want one of %s)", label, s.Alg, knownAlgNames())
 		}
-		if alg == algJWKS || alg == algOIDC {
-			return nil, fmt.Errorf("%s: remote key sources are not supported yet", label)
-		}
 		// ReplaceKnown keeps literal braces that are part of a secret.
 		value := repl.ReplaceKnown(s.Value, "")
+		if alg == algJWKS || alg == algOIDC {
+			cfg, err := remoteConfigFor(s, alg, value)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+			r, err := acquireRemote(ctx, cfg, h.logger)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+			h.remotes = append(h.remotes, cfg.poolKey())
+			remotes = append(remotes, r)
+			continue
+		}
+		if s.remoteOptionsSet() {
+			return nil, fmt.Errorf("%s: refresh_interval, min_refetch_interval, timeout, max_response_size and allow_http are for jwks and oidc secrets", label)
+		}
 		key, err := loadKey(alg, value)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
@@ -197,7 +215,17 @@ func (h *Handler) loadSecrets() ([]keySource, error) {
 			issuer: s.Issuer, audience: s.Audience, label: label,
 		})
 	}
-	return []keySource{newStaticKeys(keys)}, nil
+	return append([]keySource{newStaticKeys(keys)}, remotes...), nil
+}
+
+// Cleanup releases the remote key sources; the last config using one
+// stops its refresher.
+func (h *Handler) Cleanup() error {
+	for _, key := range h.remotes {
+		_, _ = remotePool.Delete(key)
+	}
+	h.remotes = nil
+	return nil
 }
 
 // ServeHTTP authenticates and authorizes the request, then calls next.
@@ -287,5 +315,6 @@ func quoteSafe(s string) string {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // Secret is one key that may verify a token. A token is valid when any one
@@ -30,8 +32,10 @@ type Secret struct {
 	// Value is the key material. For HMAC algorithms it is the shared
 	// secret itself. For public-key algorithms it is PEM text (a PKIX
 	// public key, a PKCS#1 RSA public key or an X.509 certificate) or the
-	// path of a file holding one. Global placeholders such as {env.JWT_SECRET}
-	// and {file./run/secrets/jwt} are expanded when the config loads.
+	// path of a file holding one. For `jwks` it is the JWKS URL, for `oidc`
+	// the issuer URL (https, or http to a loopback host unless allow_http).
+	// Global placeholders such as {env.JWT_SECRET} and
+	// {file./run/secrets/jwt} are expanded when the config loads.
 	Value string `json:"value,omitempty"`
 
 	// KID is the key ID. A token whose `kid` header equals it is checked
@@ -53,6 +57,43 @@ type Secret struct {
 	// brute-forced offline from a single token; only use this for a legacy
 	// issuer you cannot change. Default: false.
 	AllowShortSecret bool `json:"allow_short_secret,omitempty"`
+
+	// The options below are for `jwks` and `oidc` secrets only. For those,
+	// Value is the JWKS URL or the issuer URL (placeholders expanded), KID
+	// restricts the key set to the key with that kid, and for `oidc` the
+	// issuer is checked against every token's `iss`.
+
+	// RefreshInterval is how often the key set is fetched again; a shorter
+	// Cache-Control max-age from the server is honoured, down to 1m (or
+	// min_refetch_interval when longer). Default: 10m; at least 1s.
+	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
+
+	// MinRefetchInterval is the least time between two fetches caused by
+	// tokens whose kid is not in the key set (a rotation, or an attacker
+	// sending random kids). Default: 30s.
+	MinRefetchInterval caddy.Duration `json:"min_refetch_interval,omitempty"`
+
+	// Timeout bounds each fetch (discovery and JWKS together). Caddy waits
+	// at most this long at startup for the first fetch; when it fails,
+	// Caddy starts anyway and tokens for this secret are refused until
+	// keys arrive. Default: 5s; at most 1m.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// MaxResponseSize is the largest discovery or JWKS response read, in
+	// bytes. Default: 1048576 (1 MiB).
+	MaxResponseSize int64 `json:"max_response_size,omitempty"`
+
+	// AllowHTTP permits a plain http URL (and redirects to one) to a host
+	// that is not loopback. Keys fetched in clear text can be swapped by
+	// anyone on the network path; use only inside a trusted network.
+	// Default: false (https, or http to localhost/127.0.0.1/::1).
+	AllowHTTP bool `json:"allow_http,omitempty"`
+}
+
+// remoteOptionsSet reports whether an option for remote key sources is
+// set, which is an error on a static secret.
+func (s *Secret) remoteOptionsSet() bool {
+	return s.RefreshInterval != 0 || s.MinRefetchInterval != 0 || s.Timeout != 0 || s.MaxResponseSize != 0 || s.AllowHTTP
 }
 
 // Algorithm families. Each key is bound to exactly one algorithm at load

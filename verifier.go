@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -132,12 +133,22 @@ type verifyKey struct {
 	audience []string
 	// label names the key in logs ("secret 2 (RS256)"); never key material.
 	label string
+	// removed is set when a JWKS refresh no longer lists the key; cached
+	// verdicts made with it are then dropped.
+	removed atomic.Bool
 }
 
 // keySource hands out the keys that may verify a token with the given alg
 // and kid. Static secrets and JWKS caches implement it.
 type keySource interface {
 	lookup(alg, kid string, dst []*verifyKey) []*verifyKey
+}
+
+// refetcher is a keySource whose keys can change (a JWKS): when no key
+// matched a token, refetch looks again, rate-limited, and reports whether
+// a new lookup may find one.
+type refetcher interface {
+	refetch(alg, kid string) bool
 }
 
 // staticKeys are secrets from the configuration.
@@ -225,7 +236,7 @@ func (v *verifier) verify(token string) (*identity, error) {
 	if len(token) > v.maxTokenSize {
 		return nil, errTokenTooLarge
 	}
-	if id := v.cache.get(token, v.now()); id != nil {
+	if id := v.cache.get(token, v.now()); id != nil && !id.key.removed.Load() {
 		return id, nil
 	}
 	headerB64, payloadB64, sigB64, ok := splitCompact(token)
@@ -241,20 +252,23 @@ func (v *verifier) verify(token string) (*identity, error) {
 	for _, src := range v.sources {
 		candidates = src.lookup(hdr.alg, hdr.kid, candidates)
 	}
+	refetched := false
 	if len(candidates) == 0 {
-		return nil, errNoKey
+		candidates, refetched = v.refetch(hdr, candidates), true
+		if len(candidates) == 0 {
+			return nil, errNoKey
+		}
 	}
 	sig, err := strictB64.DecodeString(sigB64)
 	if err != nil {
 		return nil, errTokenMalformed
 	}
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
-	var key *verifyKey
-	for _, k := range candidates {
-		if k.method.Verify(signingInput, sig, k.key) == nil {
-			key = k
-			break
-		}
+	key := firstVerifying(candidates, signingInput, sig)
+	if key == nil && !refetched && hdr.kid != "" {
+		// Only kid-less static secrets were tried; the kid may belong to
+		// a key a JWKS has rotated in since.
+		key = firstVerifying(v.refetch(hdr, candidates[:0]), signingInput, sig)
 	}
 	if key == nil {
 		return nil, errSignature
@@ -269,6 +283,26 @@ func (v *verifier) verify(token string) (*identity, error) {
 	}
 	v.cache.put(id, v.now(), v.leeway)
 	return id, nil
+}
+
+// refetch asks the sources whose keys can change to look again for a
+// token no key matched, and returns what they now offer.
+func (v *verifier) refetch(hdr joseHeader, dst []*verifyKey) []*verifyKey {
+	for _, src := range v.sources {
+		if r, ok := src.(refetcher); ok && r.refetch(hdr.alg, hdr.kid) {
+			dst = src.lookup(hdr.alg, hdr.kid, dst)
+		}
+	}
+	return dst
+}
+
+func firstVerifying(keys []*verifyKey, signingInput string, sig []byte) *verifyKey {
+	for _, k := range keys {
+		if k.method.Verify(signingInput, sig, k.key) == nil {
+			return k
+		}
+	}
+	return nil
 }
 
 // splitCompact splits header.payload.signature, requiring three non-empty

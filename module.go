@@ -93,8 +93,14 @@ type Handler struct {
 	// its token is valid. Default: {"rule": "authenticated"}.
 	Rule *Rule `json:"rule,omitempty"`
 
+	// Websocket configures how a websocket upgrade that carries no token
+	// is authenticated by its first message (see WebsocketConfig). The
+	// defaults apply when it is absent.
+	Websocket *WebsocketConfig `json:"websocket,omitempty"`
+
 	verifier *verifier
 	program  *program
+	ws       wsSettings
 	logger   *zap.Logger
 	// now is the clock; tests replace it.
 	now func() time.Time
@@ -158,6 +164,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.program, err = compileRule(h.Rule); err != nil {
 		return fmt.Errorf("compiling rule: %w", err)
 	}
+	if h.ws, err = h.Websocket.settings(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -207,6 +216,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	token, err := extractToken(r, h.From)
 	if err == nil && token == "" {
+		if h.program.needsToken && isWebsocketUpgrade(r) {
+			// The token comes in the first message (websocket.go).
+			return next.ServeHTTP(&wsResponseWriter{ResponseWriter: w, h: h, r: r, repl: repl}, r)
+		}
 		err = errTokenMissing
 	}
 	var id *identity

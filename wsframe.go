@@ -172,6 +172,9 @@ func (m *firstMessage) parse() ([]byte, error) {
 			continue
 		}
 		if !m.compressed {
+			if m.payload == nil {
+				return []byte{}, nil // an empty message is still a message
+			}
 			return m.payload, nil
 		}
 		return inflate(m.payload, m.maxMessage)

@@ -216,9 +216,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	token, err := extractToken(r, h.From)
 	if err == nil && token == "" {
-		if h.program.needsToken && isWebsocketUpgrade(r) {
+		if h.program.needsToken && isWebsocket(r) {
 			// The token comes in the first message (websocket.go).
-			return next.ServeHTTP(&wsResponseWriter{ResponseWriter: w, h: h, r: r, repl: repl}, r)
+			return h.serveWebsocket(w, r, repl, next)
 		}
 		err = errTokenMissing
 	}

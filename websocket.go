@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // WebsocketConfig sets how a websocket that carries no token in its
@@ -107,11 +108,42 @@ func (c *WebsocketConfig) settings() (wsSettings, error) {
 	return s, nil
 }
 
-// isWebsocketUpgrade reports whether r opens a websocket over HTTP/1.1.
-func isWebsocketUpgrade(r *http.Request) bool {
-	return r.ProtoMajor == 1 && r.Method == http.MethodGet &&
-		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
-		httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
+// isWebsocket reports whether r opens a websocket: an HTTP/1.1 upgrade, or
+// an HTTP/2 extended CONNECT (RFC 8441), which Go's HTTP/2 server accepts
+// only when GODEBUG=http2xconnect=1.
+func isWebsocket(r *http.Request) bool {
+	switch r.ProtoMajor {
+	case 1:
+		return r.Method == http.MethodGet &&
+			httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
+			httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
+	case 2:
+		return r.Method == http.MethodConnect && r.Header.Get(":protocol") == "websocket"
+	}
+	return false
+}
+
+// serveWebsocket passes a websocket handshake that carries no token on to
+// next, which will take over the connection; the first message is
+// authenticated there.
+func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	ww := &wsResponseWriter{ResponseWriter: w, h: h, r: r, repl: repl}
+	if r.ProtoMajor == 2 {
+		// Over HTTP/2 the stream is the request body and the response:
+		// reverse_proxy reads the one and writes the other, no hijack.
+		ww.h2 = h.newSession(r, repl, &h2Stream{body: r.Body, w: w, rc: http.NewResponseController(w), r: r})
+		r.Body = &wsBody{ww.h2}
+	}
+	return next.ServeHTTP(ww, r)
+}
+
+func (h *Handler) newSession(r *http.Request, repl *caddy.Replacer, conn net.Conn) *wsSession {
+	return &wsSession{
+		h: h, r: r, repl: repl, conn: conn,
+		start:   time.Now(),
+		decided: make(chan struct{}),
+		fm:      firstMessage{maxMessage: h.ws.maxMessage},
+	}
 }
 
 // wsResponseWriter stands between the next handler and the client while a
@@ -123,22 +155,32 @@ type wsResponseWriter struct {
 	h    *Handler
 	r    *http.Request
 	repl *caddy.Replacer
+	// h2 is the session of an HTTP/2 websocket, set from the start.
+	h2 *wsSession
 
 	wroteHeader, refused bool
 }
 
 func (w *wsResponseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// WriteHeader passes 101 Switching Protocols; any other response would be
-// the next handler answering a request nobody authenticated (a client
-// adding Upgrade headers to an ordinary request to skip the token), so it
-// becomes the 401 the request would have had.
+// WriteHeader passes 101 Switching Protocols (200 over HTTP/2); any other
+// response would be the next handler answering a request nobody
+// authenticated (a client adding Upgrade headers to an ordinary request to
+// skip the token), so it becomes the 401 the request would have had.
 func (w *wsResponseWriter) WriteHeader(code int) {
 	if w.wroteHeader {
 		return
 	}
-	if code == http.StatusSwitchingProtocols {
+	if code == http.StatusSwitchingProtocols && w.h2 == nil {
 		w.wroteHeader = true
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if code == http.StatusOK && w.h2 != nil {
+		// Everything written from now on is held until the first message
+		// is accepted, so even a backend that did not switch leaks nothing.
+		w.wroteHeader = true
+		w.h2.fm.deflate = deflateNegotiated(w.ResponseWriter.Header())
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
@@ -164,29 +206,36 @@ func (w *wsResponseWriter) Write(p []byte) (int, error) {
 	if w.refused {
 		return len(p), nil // the body of a refused response is dropped
 	}
+	if w.h2 != nil {
+		return w.h2.write(p)
+	}
 	return w.ResponseWriter.Write(p)
+}
+
+// FlushError keeps flushes in order with the session's own writes (the
+// close frames), which come from another goroutine.
+func (w *wsResponseWriter) FlushError() error {
+	s := w.h2
+	if s != nil && !s.passthrough.Load() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Hijack takes over the client connection for the next handler (Caddy's
 // reverse_proxy reaches it through http.ResponseController) and returns a
 // connection whose reads authenticate the first message.
 func (w *wsResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if w.refused {
-		return nil, nil, errors.New("jwt_guard: websocket handshake was refused")
+	if w.refused || w.h2 != nil {
+		return nil, nil, http.ErrNotSupported
 	}
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &wsSession{
-		h: w.h, r: w.r, repl: w.repl, conn: conn,
-		start:   time.Now(),
-		decided: make(chan struct{}),
-		fm: firstMessage{
-			maxMessage: w.h.ws.maxMessage,
-			deflate:    deflateNegotiated(w.ResponseWriter.Header()),
-		},
-	}
+	s := w.h.newSession(w.r, w.repl, conn)
+	s.fm.deflate = deflateNegotiated(w.ResponseWriter.Header())
 	// Bytes the server read ahead are the start of the client's stream.
 	if n := brw.Reader.Buffered(); n > 0 {
 		pre, _ := brw.Reader.Peek(n)
@@ -235,8 +284,27 @@ type wsConn struct {
 	s *wsSession
 }
 
-func (c *wsConn) Read(p []byte) (int, error) {
-	s := c.s
+func (c *wsConn) Read(p []byte) (int, error)  { return c.s.read(p) }
+func (c *wsConn) Write(p []byte) (int, error) { return c.s.write(p) }
+func (c *wsConn) Close() error                { return c.s.close() }
+
+// CloseWrite keeps the half-close that reverse_proxy uses on a plain TCP
+// connection.
+func (c *wsConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// wsBody is the request body of an HTTP/2 websocket as the next handler
+// sees it.
+type wsBody struct{ s *wsSession }
+
+func (b *wsBody) Read(p []byte) (int, error) { return b.s.read(p) }
+func (b *wsBody) Close() error               { return b.s.close() }
+
+func (s *wsSession) read(p []byte) (int, error) {
 	if !s.authed {
 		if err := s.authenticate(); err != nil {
 			return 0, err
@@ -250,32 +318,21 @@ func (c *wsConn) Read(p []byte) (int, error) {
 	if s.ending.Load() {
 		return 0, s.drain()
 	}
-	n, err := c.Conn.Read(p)
+	n, err := s.conn.Read(p)
 	if s.ending.Load() {
 		return 0, s.drain() // the session expired while this read waited
 	}
 	return n, err
 }
 
-func (c *wsConn) Write(p []byte) (int, error) { return c.s.write(p) }
-
-func (c *wsConn) Close() error {
-	c.s.mu.Lock()
-	c.s.closed = true
-	for _, t := range c.s.timers {
+func (s *wsSession) close() error {
+	s.mu.Lock()
+	s.closed = true
+	for _, t := range s.timers {
 		t.Stop()
 	}
-	c.s.mu.Unlock()
-	return c.Conn.Close()
-}
-
-// CloseWrite keeps the half-close that reverse_proxy uses on a plain TCP
-// connection.
-func (c *wsConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return c.Conn.Close()
+	s.mu.Unlock()
+	return s.conn.Close()
 }
 
 // authenticate reads the first message, verifies its token and evaluates
@@ -383,13 +440,12 @@ func (s *wsSession) fail(e *closeError) {
 	}
 	s.mu.Lock()
 	s.ok, s.held = false, nil
-	close(s.decided)
-	s.mu.Unlock()
-	// No write reaches the client before the verdict, so this one is alone.
 	if e.code != 0 {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(wsLinger))
 		_, _ = s.conn.Write(closeFrame(e.code, e.reason))
 	}
+	close(s.decided)
+	s.mu.Unlock()
 	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
@@ -494,3 +550,36 @@ func (s *wsSession) drain() error {
 }
 
 var errWSExpired = errors.New("websocket closed: token expired")
+
+// h2Stream is an HTTP/2 websocket stream (RFC 8441) as a net.Conn: the
+// request body carries what the client sends, the response what it gets.
+type h2Stream struct {
+	body io.ReadCloser
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	r    *http.Request
+}
+
+func (c *h2Stream) Read(p []byte) (int, error) { return c.body.Read(p) }
+
+func (c *h2Stream) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	return n, err
+}
+
+func (c *h2Stream) Close() error                       { return c.body.Close() }
+func (c *h2Stream) LocalAddr() net.Addr                { return streamAddr("local") }
+func (c *h2Stream) RemoteAddr() net.Addr               { return streamAddr(c.r.RemoteAddr) }
+func (c *h2Stream) SetReadDeadline(t time.Time) error  { return c.rc.SetReadDeadline(t) }
+func (c *h2Stream) SetWriteDeadline(t time.Time) error { return c.rc.SetWriteDeadline(t) }
+func (c *h2Stream) SetDeadline(t time.Time) error {
+	return errors.Join(c.rc.SetReadDeadline(t), c.rc.SetWriteDeadline(t))
+}
+
+type streamAddr string
+
+func (a streamAddr) Network() string { return "h2" }
+func (a streamAddr) String() string  { return string(a) }

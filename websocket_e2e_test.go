@@ -34,7 +34,7 @@ type echoBackend struct {
 	upgrades int
 }
 
-func newEchoBackend(t *testing.T) *echoBackend {
+func newEchoBackend(t testing.TB) *echoBackend {
 	b := &echoBackend{received: map[string][][]byte{}}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := cws.Accept(w, r, &cws.AcceptOptions{CompressionMode: cws.CompressionContextTakeover})
@@ -587,7 +587,7 @@ func TestWebsocketClosesOnExpiry(t *testing.T) {
 // libraries will not send: chosen fragmentation, several frames in one
 // write, protocol violations.
 type rawConn struct {
-	net.Conn
+	w  io.Writer
 	br *bufio.Reader
 }
 
@@ -650,7 +650,7 @@ func frame(b0 byte, payload []byte) []byte {
 
 func (c *rawConn) write(t *testing.T, frames ...[]byte) {
 	t.Helper()
-	if _, err := c.Write(bytes.Join(frames, nil)); err != nil {
+	if _, err := c.w.Write(bytes.Join(frames, nil)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -259,6 +259,7 @@ type wsSession struct {
 	// Read side: only the next handler's reading goroutine touches these.
 	fm      firstMessage
 	authed  bool
+	failure error  // why authentication failed; reads keep returning it
 	pending []byte // bytes read while authenticating, still to hand over
 	// ending is set once the session is closed by expiry: reads then drain
 	// the client's last bytes instead of passing them on.
@@ -271,6 +272,7 @@ type wsSession struct {
 	mu      sync.Mutex
 	decided chan struct{} // closed on the verdict
 	ok      bool          // the verdict
+	failing bool          // refused; the client is reading its close frame
 	held    []byte        // what the backend sent before the verdict
 	tracker frameTracker  // backend frame boundaries, while expiry is watched
 	expired bool          // exp has passed; close at the next frame boundary
@@ -305,8 +307,12 @@ func (b *wsBody) Read(p []byte) (int, error) { return b.s.read(p) }
 func (b *wsBody) Close() error               { return b.s.close() }
 
 func (s *wsSession) read(p []byte) (int, error) {
+	if s.failure != nil {
+		return 0, s.failure
+	}
 	if !s.authed {
 		if err := s.authenticate(); err != nil {
+			s.failure = err
 			return 0, err
 		}
 	}
@@ -439,18 +445,22 @@ func (s *wsSession) fail(e *closeError) {
 		c.Write(zap.Int("close_code", e.code), zap.String("reason", e.reason), zap.String("remote_addr", s.r.RemoteAddr))
 	}
 	s.mu.Lock()
-	s.ok, s.held = false, nil
+	s.held, s.failing = nil, true
 	if e.code != 0 {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(wsLinger))
 		_, _ = s.conn.Write(closeFrame(e.code, e.reason))
 	}
-	close(s.decided)
 	s.mu.Unlock()
 	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
 	_ = s.conn.SetReadDeadline(time.Now().Add(wsLinger))
 	_, _ = io.CopyN(io.Discard, s.conn, 1<<20)
+	// Only now may a backend write fail and make the next handler close the
+	// connection: the client has had its chance to read the close frame.
+	s.mu.Lock()
+	close(s.decided)
+	s.mu.Unlock()
 }
 
 // succeed sends what the backend sent meanwhile and opens the way.
@@ -482,6 +492,10 @@ func (s *wsSession) write(p []byte) (int, error) {
 		select {
 		case <-s.decided:
 		default:
+			if s.failing {
+				s.mu.Unlock()
+				return len(p), nil // dropped: the client is being closed
+			}
 			if len(s.held)+len(p) <= wsHoldLimit {
 				s.held = append(s.held, p...)
 				s.mu.Unlock()

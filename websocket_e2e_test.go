@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -724,4 +726,50 @@ func deflateMessage(t *testing.T, msg []byte) []byte {
 		t.Fatal(err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), deflateTail)
+}
+
+// TestWebsocketAccessLogShowsFirstMessageUser: placeholders set from the
+// first message reach the access log, written when the websocket ends; the
+// token in the message does not.
+func TestWebsocketAccessLogShowsFirstMessageUser(t *testing.T) {
+	backend := newEchoBackend(t)
+	k := testKeys(t)
+	logFile := filepath.Join(t.TempDir(), "access.log")
+	startCaddy(t, fmt.Sprintf(`
+	log {
+		output file %s
+		format json
+	}
+	log_append plan {http.auth.claims.app_metadata.plan}
+	jwt_guard {
+		secret HS256 %s
+	}
+	reverse_proxy %s`, logFile, k.hmac, strings.TrimPrefix(backend.URL, "http://")))
+	token := hs256(t, claims{"sub": "ada", "app_metadata": map[string]any{"plan": "pro"}, "exp": time.Now().Add(time.Hour).Unix()})
+	c := gorillaDial(t, "/ws", nil)
+	first := authMessage(token)
+	if err := c.WriteMessage(gws.TextMessage, first); err != nil {
+		t.Fatal(err)
+	}
+	gorillaEcho(t, c, first)
+	_ = c.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(gws.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	c.Close()
+
+	var logged string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile(logFile)
+		if logged = string(b); strings.Contains(logged, `"status":101`) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{`"status":101`, `"user_id":"ada"`, `"plan":"pro"`} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("access log lacks %s:\n%s", want, logged)
+		}
+	}
+	if strings.Contains(logged, token) {
+		t.Errorf("access log contains the token:\n%s", logged)
+	}
 }

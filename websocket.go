@@ -2,6 +2,7 @@ package jwtguard
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -393,15 +394,7 @@ func (s *wsSession) readFirstMessage() ([]byte, *closeError) {
 
 // check finds, verifies and authorizes the token in the first message.
 func (s *wsSession) check(msg []byte) (*identity, *closeError) {
-	var doc any
-	dec := json.NewDecoder(strings.NewReader(string(msg)))
-	dec.UseNumber()
-	var token string
-	if dec.Decode(&doc) == nil && !dec.More() {
-		if v, ok := lookupPath(doc, s.h.ws.tokenPath); ok {
-			token, _ = v.(string)
-		}
-	}
+	token := tokenAt(msg, s.h.ws.tokenPath)
 	if token == "" {
 		return nil, &closeError{closeUnauthorized, "no token at " + s.h.ws.tokenPath + " in the first message"}
 	}
@@ -414,6 +407,19 @@ func (s *wsSession) check(msg []byte) (*identity, *closeError) {
 		return nil, s.refusal(err)
 	}
 	return id, nil
+}
+
+// tokenAt returns the string at path in a JSON message, or "".
+func tokenAt(msg []byte, path string) string {
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	dec.UseNumber()
+	if dec.Decode(&doc) != nil || dec.More() {
+		return ""
+	}
+	v, _ := lookupPath(doc, path)
+	token, _ := v.(string)
+	return token
 }
 
 // refusal maps a verification or rule error to its close code.

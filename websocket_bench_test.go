@@ -68,3 +68,31 @@ func BenchmarkWebsocketConnect(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWebsocketFirstMessage is the work first-message authentication
+// adds to a connection besides verifying the token (which a header token
+// costs too): reading the frames, unmasking, inflating, finding the token
+// in the JSON.
+func BenchmarkWebsocketFirstMessage(b *testing.B) {
+	msg := authMessage(hs256(b, validClaims()))
+	for _, bc := range []struct {
+		impl    string
+		deflate bool
+		stream  []byte
+	}{
+		{"plain", false, frame(finBit|opText, msg)},
+		{"fragmented", false, append(frame(opText, msg[:100]), frame(finBit|opContinuation, msg[100:])...)},
+		{"deflate", true, frame(finBit|opText|rsv1Bit, deflateMessage(b, msg))},
+	} {
+		b.Run("impl="+bc.impl, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				m := firstMessage{maxMessage: 64 << 10, deflate: bc.deflate, raw: bc.stream}
+				got, err := m.parse()
+				if err != nil || tokenAt(got, "data.token") == "" {
+					b.Fatal("no token", err)
+				}
+			}
+		})
+	}
+}

@@ -717,7 +717,7 @@ func (c *rawConn) expectClose(t *testing.T, code int) {
 
 // deflateMessage compresses a message as permessage-deflate does: a raw
 // deflate stream ending in a sync flush, without the 00 00 ff ff tail.
-func deflateMessage(t *testing.T, msg []byte) []byte {
+func deflateMessage(t testing.TB, msg []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw, _ := flate.NewWriter(&buf, flate.BestCompression)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -187,6 +188,9 @@ func maskBytes(key []byte, b []byte) {
 	}
 }
 
+// inflaters keeps flate readers (a 32 KiB window each) for reuse.
+var inflaters sync.Pool
+
 // deflateTail ends a permessage-deflate message (RFC 7692 §7.2.2).
 var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
 
@@ -196,8 +200,14 @@ var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
 // so it decodes a message sent with any negotiated client_max_window_bits;
 // the first message has no earlier context to take over.
 func inflate(p []byte, limit int) ([]byte, error) {
-	zr := flate.NewReader(io.MultiReader(bytes.NewReader(p), bytes.NewReader(deflateTail)))
-	defer zr.Close()
+	src := io.MultiReader(bytes.NewReader(p), bytes.NewReader(deflateTail))
+	zr, _ := inflaters.Get().(io.ReadCloser)
+	if zr == nil {
+		zr = flate.NewReader(src)
+	} else {
+		_ = zr.(flate.Resetter).Reset(src, nil)
+	}
+	defer inflaters.Put(zr)
 	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
 	if len(out) > limit {
 		return nil, errTooBig

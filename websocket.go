@@ -177,9 +177,10 @@ func (w *wsResponseWriter) WriteHeader(code int) {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	if code == http.StatusOK && w.h2 != nil {
+	if code == http.StatusOK && w.h2 != nil && caddyhttp.GetVar(w.r.Context(), h2WebsocketVar) != nil {
+		// reverse_proxy is switching this stream to the websocket protocol.
 		// Everything written from now on is held until the first message
-		// is accepted, so even a backend that did not switch leaks nothing.
+		// is accepted.
 		w.wroteHeader = true
 		w.h2.fm.deflate = deflateNegotiated(w.ResponseWriter.Header())
 		w.ResponseWriter.WriteHeader(code)
@@ -570,6 +571,12 @@ func (s *wsSession) drain() error {
 }
 
 var errWSExpired = errors.New("websocket closed: token expired")
+
+// h2WebsocketVar is the request variable in which Caddy's reverse_proxy
+// keeps the stream of an HTTP/2 websocket it is switching protocols for
+// (reverseproxy.go). A 200 to an extended CONNECT from any other handler is
+// refused like a non-101 answer to an HTTP/1.1 upgrade.
+const h2WebsocketVar = "extended_connect_websocket_body"
 
 // h2Stream is an HTTP/2 websocket stream (RFC 8441) as a net.Conn: the
 // request body carries what the client sends, the response what it gets.

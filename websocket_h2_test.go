@@ -95,6 +95,13 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 		c.write(t, frame(opText|finBit, []byte("hi")))
 		c.expectText(t, []byte("hi"))
 	})
+	t.Run("extended CONNECT to an ordinary route does not skip the token", func(t *testing.T) {
+		resp := h2Connect(t, "/plain/", nil)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusUnauthorized || len(body) != 0 {
+			t.Errorf("status %d, body %q; want 401 and no body", resp.StatusCode, body)
+		}
+	})
 	if got := backend.messages("/ws/h2expired"); len(got) != 0 {
 		t.Errorf("backend received %q from a refused client", got)
 	}
@@ -102,6 +109,17 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 
 // h2Dial opens a websocket with an HTTP/2 extended CONNECT over h2c.
 func h2Dial(t *testing.T, path string, header http.Header) *rawConn {
+	t.Helper()
+	resp := h2Connect(t, path, header)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("extended CONNECT %s: status %d", path, resp.StatusCode)
+	}
+	return &rawConn{resp.Request.Body.(io.Writer), bufio.NewReader(resp.Body)}
+}
+
+// h2Connect sends the extended CONNECT; the request body (a pipe) is what
+// the client sends on the stream.
+func h2Connect(t *testing.T, path string, header http.Header) *http.Response {
 	t.Helper()
 	tr := &http2.Transport{
 		AllowHTTP: true,
@@ -126,8 +144,11 @@ func h2Dial(t *testing.T, path string, header http.Header) *rawConn {
 		t.Fatalf("extended CONNECT %s: %v", path, err)
 	}
 	t.Cleanup(func() { pw.Close(); resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("extended CONNECT %s: status %d", path, resp.StatusCode)
-	}
-	return &rawConn{pw, bufio.NewReader(resp.Body)}
+	resp.Request.Body = pipeBody{pw}
+	return resp
 }
+
+// pipeBody carries the client's side of the stream back to h2Dial.
+type pipeBody struct{ *io.PipeWriter }
+
+func (pipeBody) Read([]byte) (int, error) { return 0, io.EOF }

@@ -40,20 +40,22 @@ type WebsocketConfig struct {
 	// TokenPath is the dot path of the token in the first message's JSON:
 	// data.token for Space Cloud, payload.authToken for
 	// subscriptions-transport-ws, payload.token for graphql-ws
-	// connection_init. Default: data.token.
+	// connection_init. No placeholders. Default: data.token.
 	TokenPath string `json:"token_path,omitempty"`
 
 	// Timeout is how long to wait for the first message after the
-	// handshake; then the connection is closed with 4408. Default: 10s.
+	// handshake; then the connection is closed with 4408. No
+	// placeholders. Default: 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// MaxMessage is the largest first message accepted, in bytes, both as
 	// sent and once inflated; larger ones are closed with 1009.
-	// Default: 65536 (64 KiB); at most 16 MiB.
+	// No placeholders. Default: 65536 (64 KiB); at most 16 MiB.
 	MaxMessage int `json:"max_message,omitempty"`
 
 	// CloseOnExpiry closes the session with 4401 "token expired" when the
-	// token's exp (plus leeway) passes. Default: true.
+	// token's exp (plus leeway) passes; off, a session outlives its token.
+	// Default: true.
 	CloseOnExpiry *bool `json:"close_on_expiry,omitempty"`
 }
 

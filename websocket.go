@@ -431,9 +431,9 @@ func (s *wsSession) refusal(err error) *closeError {
 	var rd *ruleDenied
 	switch {
 	case errors.As(err, &te):
-		return &closeError{closeUnauthorized, te.description}
+		return &closeError{closeUnauthorized, te.Error()}
 	case errors.As(err, &rd):
-		return &closeError{closeForbidden, rd.message}
+		return &closeError{closeForbidden, rd.Error()}
 	default:
 		// A technical failure (e.g. a webhook down), not the client's fault.
 		s.h.logger.Error("authorizing websocket", zap.Error(err))

@@ -463,13 +463,31 @@ func (s *wsSession) fail(e *closeError) {
 	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(wsLinger))
-	_, _ = io.CopyN(io.Discard, s.conn, 1<<20)
+	s.lingerUntilClose()
 	// Only now may a backend write fail and make the next handler close the
 	// connection: the client has had its chance to read the close frame.
 	s.mu.Lock()
 	close(s.decided)
 	s.mu.Unlock()
+}
+
+// lingerUntilClose reads and drops what the client still sends until its
+// close frame (the end of the closing handshake), its EOF, 1 MiB, or
+// wsLinger. The parse stopped at a frame boundary, so the frames that follow
+// can be followed.
+func (s *wsSession) lingerUntilClose() {
+	_ = s.conn.SetReadDeadline(time.Now().Add(wsLinger))
+	var tr frameTracker
+	tr.feed(s.fm.raw[s.fm.off:])
+	buf := make([]byte, 4096)
+	for total := 0; !tr.sawClose && total < 1<<20; {
+		n, err := s.conn.Read(buf)
+		tr.feed(buf[:n])
+		total += n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // succeed sends what the backend sent meanwhile and opens the way.

@@ -33,11 +33,11 @@ type echoBackend struct {
 	*httptest.Server
 	mu       sync.Mutex
 	received map[string][][]byte // by request path
-	upgrades int
+	open     map[string]int      // connections still open, by path
 }
 
 func newEchoBackend(t testing.TB) *echoBackend {
-	b := &echoBackend{received: map[string][][]byte{}}
+	b := &echoBackend{received: map[string][][]byte{}, open: map[string]int{}}
 	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := cws.Accept(w, r, &cws.AcceptOptions{CompressionMode: cws.CompressionContextTakeover})
 		if err != nil {
@@ -45,8 +45,13 @@ func newEchoBackend(t testing.TB) *echoBackend {
 		}
 		defer c.CloseNow()
 		b.mu.Lock()
-		b.upgrades++
+		b.open[r.URL.Path]++
 		b.mu.Unlock()
+		defer func() {
+			b.mu.Lock()
+			b.open[r.URL.Path]--
+			b.mu.Unlock()
+		}()
 		c.SetReadLimit(1 << 20)
 		ctx := r.Context()
 		if r.URL.Query().Get("greet") == "1" {
@@ -69,6 +74,21 @@ func newEchoBackend(t testing.TB) *echoBackend {
 	}))
 	t.Cleanup(b.Close)
 	return b
+}
+
+// waitClosed waits until the backend has seen its connections on path
+// closed.
+func (b *echoBackend) waitClosed(t *testing.T, path string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b.mu.Lock()
+		n := b.open[path]
+		b.mu.Unlock()
+		if n == 0 {
+			return
+		}
+	}
+	t.Fatalf("backend connection on %s still open", path)
 }
 
 func (b *echoBackend) messages(path string) [][]byte {
@@ -222,6 +242,7 @@ func TestWebsocketFirstMessageAuth(t *testing.T) {
 			if got := backend.messages(tc.path); len(got) != 0 {
 				t.Errorf("backend received %d messages from a refused client", len(got))
 			}
+			backend.waitClosed(t, tc.path)
 		})
 	}
 

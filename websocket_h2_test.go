@@ -95,6 +95,17 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 		c.write(t, frame(opText|finBit, []byte("hi")))
 		c.expectText(t, []byte("hi"))
 	})
+	t.Run("expiry mid-session", func(t *testing.T) {
+		exp := time.Now().Add(time.Second).Truncate(time.Second).Add(time.Second)
+		c := h2Dial(t, "/ws/h2expiry", nil)
+		first := authMessage(hs256(t, claims{"sub": "user-1", "exp": exp.Unix()}))
+		c.write(t, frame(opText|finBit, first))
+		c.expectText(t, first)
+		c.expectClose(t, 4401)
+		if time.Now().Before(exp) {
+			t.Errorf("closed before exp")
+		}
+	})
 	t.Run("extended CONNECT to an ordinary route does not skip the token", func(t *testing.T) {
 		resp := h2Connect(t, "/plain/", nil)
 		body, _ := io.ReadAll(resp.Body)

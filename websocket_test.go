@@ -150,6 +150,18 @@ func TestFrameTrackerFindsBoundaries(t *testing.T) {
 	if !tr.atBoundary() {
 		t.Error("end of stream not reported as a boundary")
 	}
+	// A close frame's payload that looks like a close header is not one.
+	if tr.sawClose {
+		t.Error("close seen in a stream without one")
+	}
+	tr.feed(frame(finBit|opBinary, []byte{finBit | opClose, 0}))
+	if tr.sawClose {
+		t.Error("close seen inside a payload")
+	}
+	tr.feed(frame(finBit|opClose, []byte{0x03, 0xe8}))
+	if !tr.sawClose {
+		t.Error("close frame not seen")
+	}
 }
 
 func TestCloseFrame(t *testing.T) {

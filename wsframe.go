@@ -263,6 +263,8 @@ type frameTracker struct {
 	hn        int // header bytes collected
 	need      int // header length, once the first two bytes are known
 	remaining uint64
+	// sawClose is set once a close frame's header has gone by.
+	sawClose bool
 }
 
 func (t *frameTracker) feed(p []byte) {
@@ -301,6 +303,9 @@ func (t *frameTracker) feed(p []byte) {
 				t.remaining = uint64(n)
 			}
 			t.hn, t.need = 0, 0
+			if t.hdr[0]&0x0f == opClose {
+				t.sawClose = true
+			}
 		}
 	}
 }

@@ -295,8 +295,13 @@ func (c *wsConn) Write(p []byte) (int, error) { return c.s.write(p) }
 func (c *wsConn) Close() error                { return c.s.close() }
 
 // CloseWrite keeps the half-close that reverse_proxy uses on a plain TCP
-// connection.
+// connection (when the backend is done sending). It waits for the verdict,
+// so that what the backend sent before it is delivered first.
 func (c *wsConn) CloseWrite() error {
+	<-c.s.decided
+	if !c.s.ok {
+		return nil // the refusal closes the connection itself
+	}
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

@@ -59,6 +59,10 @@ func newEchoBackend(t testing.TB) *echoBackend {
 				return
 			}
 		}
+		if r.URL.Query().Get("bye") == "1" {
+			_ = c.Write(ctx, cws.MessageText, []byte("bye"))
+			return // the deferred CloseNow drops the TCP connection
+		}
 		for {
 			typ, data, err := c.Read(ctx)
 			if err != nil {
@@ -472,6 +476,13 @@ func TestWebsocketRawFrames(t *testing.T) {
 		c.write(t, frame(opText|finBit, first))
 		c.expectText(t, []byte("welcome"))
 		c.expectText(t, first)
+	})
+	t.Run("backend done before the verdict", func(t *testing.T) {
+		// The backend's half-close must not overtake what it sent first.
+		c := rawDial(t, "/ws/bye?bye=1", false)
+		backend.waitClosed(t, "/ws/bye")
+		c.write(t, frame(opText|finBit, authMessage(valid)))
+		c.expectText(t, []byte("bye"))
 	})
 	if got := backend.messages("/ws/proto"); len(got) != 0 {
 		t.Errorf("backend received %q from protocol violators", got)

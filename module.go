@@ -36,6 +36,10 @@ func init() {
 // so `handle_errors` routes can render them; the reason is in
 // `{http.auth.jwt_guard.error}`.
 //
+// A websocket handshake without a token is let through to the next handler
+// instead, and authenticated by the client's first message (see
+// WebsocketConfig).
+//
 // After a valid token these placeholders are set:
 //
 //	{http.auth.user.id}         the user ID claim (default `sub`)

@@ -57,6 +57,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_token_size <size>
 //	    token_cache_size <n>
 //	    rule <rule>
+//	    websocket {
+//	        token_path <dot path>
+//	        timeout <duration>
+//	        max_message <size>
+//	        close_on_expiry [on|off]
+//	    }
 //	}
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
@@ -155,6 +161,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Rule = r
+		case "websocket":
+			if h.Websocket != nil {
+				return d.Err("websocket already specified")
+			}
+			ws, err := parseWebsocket(d)
+			if err != nil {
+				return err
+			}
+			h.Websocket = ws
 		default:
 			return d.Errf("unrecognized jwt_guard subdirective '%s'", d.Val())
 		}

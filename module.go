@@ -36,6 +36,10 @@ func init() {
 // so `handle_errors` routes can render them; the reason is in
 // `{http.auth.jwt_guard.error}`.
 //
+// A websocket handshake without a token is let through to the next handler
+// instead, and authenticated by the client's first message (see
+// WebsocketConfig).
+//
 // After a valid token these placeholders are set:
 //
 //	{http.auth.user.id}         the user ID claim (default `sub`)
@@ -93,8 +97,14 @@ type Handler struct {
 	// its token is valid. Default: {"rule": "authenticated"}.
 	Rule *Rule `json:"rule,omitempty"`
 
+	// Websocket configures how a websocket upgrade that carries no token
+	// is authenticated by its first message (see WebsocketConfig). The
+	// defaults apply when it is absent.
+	Websocket *WebsocketConfig `json:"websocket,omitempty"`
+
 	verifier *verifier
 	program  *program
+	ws       wsSettings
 	logger   *zap.Logger
 	// remotes are the remotePool keys this instance holds.
 	remotes []string
@@ -159,6 +169,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	if h.program, err = compileRule(h.Rule); err != nil {
 		return fmt.Errorf("compiling rule: %w", err)
+	}
+	if h.ws, err = h.Websocket.settings(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -235,6 +248,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	token, err := extractToken(r, h.From)
 	if err == nil && token == "" {
+		if h.program.needsToken && isWebsocket(r) {
+			// The token comes in the first message (websocket.go).
+			return h.serveWebsocket(w, r, repl, next)
+		}
 		err = errTokenMissing
 	}
 	var id *identity

@@ -233,7 +233,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // refuse, or another error for a technical failure. The websocket path calls
 // it too, once the first message has given the token.
 func (h *Handler) authorize(r *http.Request, repl *caddy.Replacer, id *identity) error {
-	return h.program.root.eval(&ruleEnv{r: r, repl: repl, id: id})
+	env := &ruleEnv{r: r, repl: repl, id: id, now: h.now, prog: h.program}
+	err := h.program.root.eval(env)
+	env.finish()
+	if env.err != nil {
+		return env.err // e.g. a JSON body over the size limit: 413
+	}
+	return err
 }
 
 // refuse sets the RFC 6750 challenge and the reason placeholder and returns
@@ -252,11 +258,21 @@ func (h *Handler) refuse(w http.ResponseWriter, repl *caddy.Replacer, err error)
 		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
 			c.Write(zap.Int("status", status), zap.String("reason", desc))
 		}
+	case errors.As(err, &rd) && rd.unavailable:
+		// A webhook could not answer: refused (as Space Cloud does), but
+		// 503, since the caller is not at fault and may retry.
+		h.logger.Warn("rule webhook unavailable; request refused", zap.String("clause", rd.clause))
+		repl.Set(phError, desc)
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	case errors.As(err, &rd):
 		status, code = http.StatusForbidden, "insufficient_scope"
 		if c := h.logger.Check(zapcore.InfoLevel, "request denied by rule"); c != nil {
 			c.Write(zap.String("clause", rd.clause), zap.String("reason", desc))
 		}
+	case errors.As(err, new(caddyhttp.HandlerError)):
+		// The request itself is at fault (a body over the limit).
+		repl.Set(phError, desc)
+		return err
 	default:
 		// A technical failure (e.g. a webhook down), not the caller's fault.
 		status = http.StatusInternalServerError

@@ -88,8 +88,12 @@ func compileOperand(raw any, kind matchKind) (*operand, error) {
 		if kind != kindNumber {
 			return nil, fmt.Errorf("%s is a number, but the match type is %s", x, kindName(kind))
 		}
-		if _, ok := parseDecimal(string(x)); !ok {
+		d, ok := parseDecimal(string(x))
+		if !ok {
 			return nil, fmt.Errorf("number %s is out of range", x)
+		}
+		if len(d.digits) > maxLiteralDigits {
+			return nil, fmt.Errorf("number %s has more than %d significant digits: Caddy keeps config numbers as 64-bit floats, so it would not stay exact; compare against a claim or a placeholder such as {http.vars.limit} instead", x, maxLiteralDigits)
 		}
 		return &operand{text: string(x), lit: x}, nil
 	case bool:
@@ -420,6 +424,11 @@ type decimal struct {
 	digits string
 	exp    int
 }
+
+// maxLiteralDigits is what survives Caddy's config handling exactly: the
+// admin API decodes the JSON config into float64 and back, and every
+// decimal of up to 15 significant digits round-trips.
+const maxLiteralDigits = 15
 
 // maxExpDigits bounds exponents: 1e999999999 compares exactly, without
 // ever being expanded (a body can carry any number an attacker likes).

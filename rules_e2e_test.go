@@ -203,6 +203,8 @@ func TestRulesEndToEnd(t *testing.T) {
 			body: `{"owner":"user-1","n":1}`, wantStatus: 200, wantBody: `user= role= spoof= q= body={"checked_by":"user-1","n":1,"owner":"user-1"}`},
 		{name: "body of someone else", method: "POST", path: "/owned/", headers: []string{admin, "Content-Type: application/json"},
 			body: `{"owner":"user-2"}`, wantStatus: 403},
+		{name: "body over the limit is 413", method: "POST", path: "/owned/", headers: []string{admin, "Content-Type: application/json"},
+			body: `{"owner":"` + strings.Repeat("a", maxParamsBody) + `"}`, wantStatus: 413},
 		{name: "allow greets a guest", path: "/guest/", wantStatus: 200, wantBody: "hello []"},
 		{name: "allow reads a valid token", path: "/guest/", headers: []string{guest}, wantStatus: 200, wantBody: "hello [Ada]"},
 	}

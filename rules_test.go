@@ -615,6 +615,16 @@ func TestRuleWebhook(t *testing.T) {
 			t.Errorf("body = %s", got)
 		}
 	})
+	t.Run("a template cannot change the claims", func(t *testing.T) {
+		own := testIdentity(t, testClaims)
+		tmpl := `,"requestTemplate":"{{ $_ := set .auth \"role\" \"root\" }}{\"role\": \"{{.auth.role}}\"}"`
+		if err := runRule(t, hook("/ok", tmpl), own, nil); err != nil {
+			t.Fatal(err)
+		}
+		if last.Load().body != `{"role": "root"}` || own.claims["role"] != "admin" {
+			t.Errorf("body %s, claim role %v", last.Load().body, own.claims["role"])
+		}
+	})
 	t.Run("transform stores a rendered result", func(t *testing.T) {
 		rule := `{"rule":"transform","requestTemplate":"{\"plan\": \"{{.auth.app_metadata.plan}}\"}","clause":` + match("string", `"args.result.plan"`, "==", `"pro"`) + `}`
 		if err := runRule(t, rule, id, nil); err != nil {

@@ -181,10 +181,10 @@ func compileBodyTemplate(r *Rule, label string) (*bodyTemplate, error) {
 // render executes the template over .args, .auth and .token (as Space
 // Cloud's GoTemplate) and returns JSON.
 func (b *bodyTemplate) render(env *ruleEnv) ([]byte, error) {
-	data := map[string]any{"args": env.argsObject()}
-	if env.id != nil {
-		data["auth"], data["token"] = env.id.claims, env.id.token
-	}
+	// A copy: Sprig's set and unset mutate maps, and the claims are shared
+	// by every request with the same token.
+	args := jsonValue(env.argsObject()).(map[string]any)
+	data := map[string]any{"args": args, "auth": args["auth"], "token": args["token"]}
 	var out strings.Builder
 	if err := b.t.Execute(&out, data); err != nil {
 		return nil, err

@@ -478,7 +478,9 @@ func parseDecimal(s string) (decimal, bool) {
 		if i == es || len(e) > maxExpDigits {
 			return d, false
 		}
-		exp, _ = strconv.Atoi("0" + e)
+		for j := 0; j < len(e); j++ {
+			exp = exp*10 + int(e[j]-'0')
+		}
 		if eneg {
 			exp = -exp
 		}
@@ -488,7 +490,10 @@ func parseDecimal(s string) (decimal, bool) {
 	}
 	// Normalise: strip leading zeros of the integer part (moving the point)
 	// and trailing zeros of the whole mantissa.
-	digits := intPart + frac
+	digits := intPart
+	if frac != "" {
+		digits += frac
+	}
 	point := len(intPart)
 	lead := len(digits) - len(strings.TrimLeft(digits, "0"))
 	digits = strings.TrimRight(digits[lead:], "0")
@@ -535,12 +540,29 @@ func (a decimal) sign() int {
 	return 1
 }
 
+// smallInt reports whether s is a plain integer that surely fits int64, so
+// that ParseInt never fails (its errors allocate).
+func smallInt(s string) bool {
+	t := strings.TrimPrefix(s, "-")
+	if t == "" || len(t) > 18 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // cmpNumbers compares two JSON numbers exactly: integers that fit int64 on
 // a fast path, anything else (big integers, fractions, exponents) by
 // digits.
 func cmpNumbers(a, b string) (int, bool) {
-	if x, err := strconv.ParseInt(a, 10, 64); err == nil {
-		if y, err := strconv.ParseInt(b, 10, 64); err == nil {
+	if smallInt(a) && smallInt(b) {
+		x, errX := strconv.ParseInt(a, 10, 64)
+		y, errY := strconv.ParseInt(b, 10, 64)
+		if errX == nil && errY == nil {
 			switch {
 			case x < y:
 				return -1, true

@@ -633,27 +633,37 @@ func TestRuleWebhook(t *testing.T) {
 	})
 }
 
-// BenchmarkRuleEval measures a typical nested rule over claims, a header
-// and a query parameter; it must not parse JSON or allocate much per call.
+// BenchmarkRuleEval measures rules per request against `authenticated` as
+// the baseline: a nested rule over claims, a header and a query parameter,
+// and a big-number comparison. Compare with benchstat -col /rule.
 func BenchmarkRuleEval(b *testing.B) {
-	rule := `{"rule":"and","clauses":[` +
-		match("bool", `"args.auth.verified"`, "==", "true") + `,` +
-		match("number", `"args.auth.age"`, ">=", "18") + `,` +
-		`{"rule":"or","clauses":[` + match("string", `"args.auth.role"`, "in", `["owner","admin"]`) + `,` +
-		match("string", `"args.auth.sub"`, "==", `"args.query.headers.X-Owner"`) + `]}]}`
-	h := &Handler{Rule: mustRule(b, rule), now: time.Now}
-	var err error
-	if h.program, err = compileRule(h.Rule); err != nil {
-		b.Fatal(err)
+	rules := []struct{ name, rule string }{
+		{"authenticated", `{"rule":"authenticated"}`},
+		{"nested", `{"rule":"and","clauses":[` +
+			match("bool", `"args.auth.verified"`, "==", "true") + `,` +
+			match("number", `"args.auth.age"`, ">=", "18") + `,` +
+			`{"rule":"or","clauses":[` + match("string", `"args.auth.role"`, "in", `["owner","admin"]`) + `,` +
+			match("string", `"args.auth.sub"`, "==", `"args.query.headers.X-Owner"`) + `]},` +
+			match("string", `"args.auth.app_metadata.plan"`, "==", `"{http.request.uri.query.plan}"`) + `]}`},
+		{"bignumber", match("number", `"args.auth.big"`, ">", `1.23456789012345e19`)},
 	}
 	id := testIdentity(b, testClaims)
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("X-Owner", "user-1")
-	repl := caddyhttp.NewTestReplacer(r)
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := h.authorize(r, repl, id); err != nil {
-			b.Fatal(err)
-		}
+	for _, rc := range rules {
+		b.Run("rule="+rc.name, func(b *testing.B) {
+			h := &Handler{Rule: mustRule(b, rc.rule), now: time.Now}
+			var err error
+			if h.program, err = compileRule(h.Rule); err != nil {
+				b.Fatal(err)
+			}
+			r := httptest.NewRequest(http.MethodGet, "/?plan=pro", nil)
+			r.Header.Set("X-Owner", "user-1")
+			repl := caddyhttp.NewTestReplacer(r)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := h.authorize(r, repl, id); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

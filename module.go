@@ -32,7 +32,8 @@ func init() {
 // `WWW-Authenticate: Bearer realm="..."`; an invalid or expired token with
 // 401 and `error="invalid_token"`; a malformed Authorization header with 400
 // and `error="invalid_request"`; a valid token that the rule refuses with 403
-// and `error="insufficient_scope"`. Failures are returned as handler errors,
+// and `error="insufficient_scope"` (503 when the rule's webhook cannot
+// answer). Failures are returned as handler errors,
 // so `handle_errors` routes can render them; the reason is in
 // `{http.auth.jwt_guard.error}`.
 //
@@ -230,8 +231,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // authorize evaluates the compiled rule for a request whose token (if the
 // rule needs one) is verified. It returns nil to pass, a *ruleDenied to
-// refuse, or another error for a technical failure. The websocket path calls
-// it too, once the first message has given the token.
+// refuse (marked unavailable when a webhook could not answer), or a
+// caddyhttp.HandlerError when the request is at fault (a JSON body over the
+// limit). The websocket path calls it too, once the first message has given
+// the token.
 func (h *Handler) authorize(r *http.Request, repl *caddy.Replacer, id *identity) error {
 	if _, ok := h.program.root.(passRule); ok {
 		return nil
@@ -255,6 +258,7 @@ func (h *Handler) refuse(w http.ResponseWriter, repl *caddy.Replacer, err error)
 	)
 	var te *tokenError
 	var rd *ruleDenied
+	var he caddyhttp.HandlerError
 	switch {
 	case errors.As(err, &te):
 		status, code = te.status, te.code
@@ -272,12 +276,12 @@ func (h *Handler) refuse(w http.ResponseWriter, repl *caddy.Replacer, err error)
 		if c := h.logger.Check(zapcore.InfoLevel, "request denied by rule"); c != nil {
 			c.Write(zap.String("clause", rd.clause), zap.String("reason", desc))
 		}
-	case errors.As(err, new(caddyhttp.HandlerError)):
+	case errors.As(err, &he):
 		// The request itself is at fault (a body over the limit).
-		repl.Set(phError, desc)
+		repl.Set(phError, he.Err.Error())
 		return err
 	default:
-		// A technical failure (e.g. a webhook down), not the caller's fault.
+		// An unexpected failure, not the caller's fault.
 		status = http.StatusInternalServerError
 		h.logger.Error("authorizing request", zap.Error(err))
 		repl.Set(phError, "internal error")

@@ -140,7 +140,7 @@ func TestRulesEndToEnd(t *testing.T) {
 		}
 		respond "hello [{http.auth.claims.name}]"
 	}
-	handle_errors 403 503 {
+	handle_errors 403 413 503 {
 		respond "refused {err.status_code}: {http.auth.jwt_guard.error}"
 	}
 	`, k.hmac, hook.URL, downURL, backend.URL)
@@ -204,7 +204,7 @@ func TestRulesEndToEnd(t *testing.T) {
 		{name: "body of someone else", method: "POST", path: "/owned/", headers: []string{admin, "Content-Type: application/json"},
 			body: `{"owner":"user-2"}`, wantStatus: 403},
 		{name: "body over the limit is 413", method: "POST", path: "/owned/", headers: []string{admin, "Content-Type: application/json"},
-			body: `{"owner":"` + strings.Repeat("a", maxParamsBody) + `"}`, wantStatus: 413},
+			body: `{"owner":"` + strings.Repeat("a", maxParamsBody) + `"}`, wantStatus: 413, wantBody: "refused 413: request body is larger than 1048576 bytes"},
 		{name: "allow greets a guest", path: "/guest/", wantStatus: 200, wantBody: "hello []"},
 		{name: "allow reads a valid token", path: "/guest/", headers: []string{guest}, wantStatus: 200, wantBody: "hello [Ada]"},
 	}

@@ -667,3 +667,73 @@ func BenchmarkRuleEval(b *testing.B) {
 		})
 	}
 }
+
+// TestRuleRefusesHostileNumbers: numbers an attacker can put in a body are
+// compared without being expanded, and absurd exponents refuse.
+func TestRuleRefusesHostileNumbers(t *testing.T) {
+	id := testIdentity(t, testClaims)
+	rule := match("number", `"args.params.n"`, ">", `1`)
+	tests := []struct {
+		n    string
+		pass bool
+	}{
+		{"1e999999999", true},
+		{"-1e999999999", false},
+		{"1e-999999999", false},
+		{"1e99999999999999", false}, // exponent beyond 9 digits: refused, not rounded
+		{"0.000000000000000000000000000001", false},
+		{"1." + strings.Repeat("0", 100000) + "1", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.n[:min(len(tc.n), 20)], func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"n":`+tc.n+`}`))
+			r.Header.Set("Content-Type", "application/json")
+			start := time.Now()
+			err := runRule(t, rule, id, r)
+			if (err == nil) != tc.pass {
+				t.Errorf("pass = %v, want %v (%v)", err == nil, tc.pass, err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("took %v", d)
+			}
+		})
+	}
+}
+
+// TestRuleConcurrentRequestsShareClaims evaluates editing rules on one
+// cached identity from many goroutines; -race catches any shared write.
+func TestRuleConcurrentRequestsShareClaims(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer hook.Close()
+	rule := `{"rule":"and","clauses":[
+		{"rule":"force","field":"args.params.md","value":"args.auth.app_metadata"},
+		{"rule":"force","field":"args.params.md.plan","value":"free"},
+		{"rule":"remove","fields":["args.params.md.tier"]},
+		{"rule":"webhook","url":"` + hook.URL + `","requestTemplate":"{{ $_ := set .auth.app_metadata \"plan\" \"x\" }}{}"},
+		{"rule":"force","field":"args.query.headers.X-Roles","value":"args.auth.roles"}]}`
+	h := &Handler{Rule: mustRule(t, rule), now: time.Now}
+	var err error
+	if h.program, err = compileRule(h.Rule); err != nil {
+		t.Fatal(err)
+	}
+	id := testIdentity(t, testClaims)
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"a":1}`))
+			r.Header.Set("Content-Type", "application/json")
+			errs <- h.authorize(r, caddyhttp.NewTestReplacer(r), id)
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if md := id.claims["app_metadata"].(map[string]any); md["plan"] != "pro" || md["tier"] == nil {
+		t.Errorf("claims changed: %v", md)
+	}
+}

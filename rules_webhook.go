@@ -167,7 +167,7 @@ func compileBodyTemplate(r *Rule, label string) (*bodyTemplate, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
 	}
-	t, err := template.New(label).Funcs(funcs).Option("missingkey=zero").Parse(r.RequestTemplate)
+	t, err := template.New(label).Funcs(funcs).Parse(r.RequestTemplate)
 	if err != nil {
 		return nil, fmt.Errorf("%s: requestTemplate: %w", label, err)
 	}

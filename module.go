@@ -32,7 +32,8 @@ func init() {
 // `WWW-Authenticate: Bearer realm="..."`; an invalid or expired token with
 // 401 and `error="invalid_token"`; a malformed Authorization header with 400
 // and `error="invalid_request"`; a valid token that the rule refuses with 403
-// and `error="insufficient_scope"`. Failures are returned as handler errors,
+// and `error="insufficient_scope"` (503 when the rule's webhook cannot
+// answer). Failures are returned as handler errors,
 // so `handle_errors` routes can render them; the reason is in
 // `{http.auth.jwt_guard.error}`.
 //
@@ -275,10 +276,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // authorize evaluates the compiled rule for a request whose token (if the
 // rule needs one) is verified. It returns nil to pass, a *ruleDenied to
-// refuse, or another error for a technical failure. The websocket path calls
-// it too, once the first message has given the token.
+// refuse (marked unavailable when a webhook could not answer), or a
+// caddyhttp.HandlerError when the request is at fault (a JSON body over the
+// limit). The websocket path calls it too, once the first message has given
+// the token.
 func (h *Handler) authorize(r *http.Request, repl *caddy.Replacer, id *identity) error {
-	return h.program.root.eval(&ruleEnv{r: r, repl: repl, id: id})
+	if _, ok := h.program.root.(passRule); ok {
+		return nil
+	}
+	env := &ruleEnv{r: r, repl: repl, id: id, now: h.now, prog: h.program}
+	err := h.program.root.eval(env)
+	env.finish()
+	if env.err != nil {
+		return env.err // e.g. a JSON body over the size limit: 413
+	}
+	return err
 }
 
 // refuse sets the RFC 6750 challenge and the reason placeholder and returns
@@ -291,19 +303,30 @@ func (h *Handler) refuse(w http.ResponseWriter, repl *caddy.Replacer, err error)
 	)
 	var te *tokenError
 	var rd *ruleDenied
+	var he caddyhttp.HandlerError
 	switch {
 	case errors.As(err, &te):
 		status, code = te.status, te.code
 		if c := h.logger.Check(zapcore.DebugLevel, "request refused"); c != nil {
 			c.Write(zap.Int("status", status), zap.String("reason", desc))
 		}
+	case errors.As(err, &rd) && rd.unavailable:
+		// A webhook could not answer: refused (as Space Cloud does), but
+		// 503, since the caller is not at fault and may retry.
+		h.logger.Warn("rule webhook unavailable; request refused", zap.String("clause", rd.clause))
+		repl.Set(phError, desc)
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	case errors.As(err, &rd):
 		status, code = http.StatusForbidden, "insufficient_scope"
 		if c := h.logger.Check(zapcore.InfoLevel, "request denied by rule"); c != nil {
 			c.Write(zap.String("clause", rd.clause), zap.String("reason", desc))
 		}
+	case errors.As(err, &he):
+		// The request itself is at fault (a body over the limit).
+		repl.Set(phError, he.Err.Error())
+		return err
 	default:
-		// A technical failure (e.g. a webhook down), not the caller's fault.
+		// An unexpected failure, not the caller's fault.
 		status = http.StatusInternalServerError
 		h.logger.Error("authorizing request", zap.Error(err))
 		repl.Set(phError, "internal error")

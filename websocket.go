@@ -437,6 +437,11 @@ func (s *wsSession) refusal(err error) *closeError {
 	switch {
 	case errors.As(err, &te):
 		return &closeError{closeUnauthorized, te.Error()}
+	case errors.As(err, &rd) && rd.unavailable:
+		// The rule's webhook could not answer: like the 503 on HTTP, a
+		// code that tells the client to retry.
+		s.h.logger.Warn("rule webhook unavailable; websocket refused", zap.String("clause", rd.clause))
+		return &closeError{closeTryAgainLater, rd.Error()}
 	case errors.As(err, &rd):
 		return &closeError{closeForbidden, rd.Error()}
 	default:

@@ -148,6 +148,13 @@ func wsSite(t *testing.T, backend string) string {
 		}
 		reverse_proxy %[2]s
 	}
+	handle /webhookdown/* {
+		jwt_guard {
+			secret HS256 %[1]s
+			rule webhook http://127.0.0.1:1/check
+		}
+		reverse_proxy %[2]s
+	}
 	handle /plain/* {
 		jwt_guard {
 			secret HS256 %[1]s
@@ -230,6 +237,7 @@ func TestWebsocketFirstMessageAuth(t *testing.T) {
 		{"message not JSON", "/ws/notjson", []byte(`hello`), 4401, "no token at data.token in the first message"},
 		{"token not a string", "/ws/number", []byte(`{"data":{"token":42}}`), 4401, "no token at data.token in the first message"},
 		{"denied by rule", "/deny/x", authMessage(valid), 4403, "access denied by rule"},
+		{"rule webhook unavailable", "/webhookdown/x", authMessage(valid), 1013, "access denied by rule"},
 		{"oversized", "/ws/big", authMessage(valid + `", "pad": "` + strings.Repeat("p", 2048)), 1009, "first message is too large"},
 		{"token at another path", "/graphql/x", authMessage(valid), 4401, "no token at payload.token in the first message"},
 	}

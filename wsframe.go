@@ -40,6 +40,7 @@ const (
 	closeProtocolError = 1002
 	closeMessageTooBig = 1009
 	closeInternalError = 1011
+	closeTryAgainLater = 1013
 	closeUnauthorized  = 4401
 	closeForbidden     = 4403
 	closeTimeout       = 4408

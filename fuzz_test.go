@@ -1,0 +1,123 @@
+package jwtguard
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// Fuzz targets. `go test` runs the committed seeds under
+// testdata/fuzz/<FuzzName>/ (and the f.Add seeds) as regression tests;
+// `go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 5m -parallel 1 .`
+// searches for new crashes.
+
+// FuzzExtractToken: any header, cookie and query yields either a token
+// that the request really carries or one of our fixed errors.
+func FuzzExtractToken(f *testing.F) {
+	f.Add("Bearer abc.def.ghi", "", "")
+	f.Add("", "session=abc", "token=abc")
+	f.Add("bearer   x", "session=a; session=b", "token=x&token=y")
+	f.Add("Basic dXNlcjpwYXNz", "", "")
+	f.Add("Bearer", "session=", "token=%zz")
+	sources := []TokenSource{{Cookie: "session"}, {Query: "token"}}
+	f.Fuzz(func(t *testing.T, authorization, cookie, rawQuery string) {
+		r := &http.Request{Header: http.Header{}, URL: &url.URL{Path: "/", RawQuery: rawQuery}}
+		if authorization != "" {
+			r.Header.Set("Authorization", authorization)
+		}
+		if cookie != "" {
+			r.Header.Set("Cookie", cookie)
+		}
+		token, err := extractToken(r, sources)
+		if err != nil {
+			var te *tokenError
+			if !errors.As(err, &te) || token != "" {
+				t.Fatalf("extractToken = %q, %v: want a *tokenError and no token", token, err)
+			}
+			return
+		}
+		if token != "" && !strings.Contains(authorization, token) && !strings.Contains(cookie, token) &&
+			!strings.Contains(rawQuery, url.QueryEscape(token)) && !strings.Contains(rawQuery, token) {
+			t.Fatalf("extractToken = %q, which the request does not carry", token)
+		}
+	})
+}
+
+// FuzzVerify: with real keys of three families, no input panics, every
+// failure is a fixed *tokenError, and the only tokens that verify are the
+// ones signed here (anything else would be a forgery).
+func FuzzVerify(f *testing.F) {
+	k := testKeys(f)
+	now := time.Unix(1_800_000_000, 0)
+	c := claims{"sub": "user-1", "exp": now.Add(time.Hour).Unix(), "aud": []string{"api"}, "m": map[string]any{"r": []any{1, "x"}}}
+	signed := map[string]bool{}
+	for _, tok := range []string{
+		sign(f, jwt.SigningMethodHS256, []byte(k.hmac), c),
+		sign(f, jwt.SigningMethodHS256, []byte(k.hmac), c, "kid", "h"),
+		sign(f, jwt.SigningMethodRS256, k.rsa, c),
+		sign(f, jwt.SigningMethodPS256, k.rsa, c),
+		sign(f, jwt.SigningMethodES256, k.ec256, c),
+		sign(f, jwt.SigningMethodEdDSA, k.ed, c),
+	} {
+		signed[tok] = true
+		f.Add(tok)
+	}
+	h := &Handler{
+		Secrets: []*Secret{
+			{Alg: "HS256", Value: k.hmac, KID: "h"},
+			{Alg: "RS256", Value: k.path("rsa.pem")},
+			{Alg: "PS256", Value: k.path("rsa.pem")},
+			{Alg: "ES256", Value: k.path("ec256.pem")},
+			{Alg: "EdDSA", Value: k.path("ed.pem")},
+		},
+		TokenCacheSize: -1, // each input judged on its own
+	}
+	h = provisioned(f, h, now)
+	f.Fuzz(func(t *testing.T, token string) {
+		id, err := h.verifier.verify(token)
+		if err == nil {
+			if !signed[token] {
+				t.Fatalf("verify accepted a token it was never given: %q", token)
+			}
+			if id == nil || id.claims == nil || id.key == nil {
+				t.Fatalf("verify returned an incomplete identity")
+			}
+			return
+		}
+		var te *tokenError
+		if !errors.As(err, &te) || te.code != "invalid_token" || te.status != http.StatusUnauthorized {
+			t.Fatalf("verify error %v (%T): want an invalid_token *tokenError", err, err)
+		}
+	})
+}
+
+// FuzzUnmarshalCaddyfile: any Caddyfile text parses or fails with an error;
+// a parse that succeeds yields a handler with a secret that marshals to
+// JSON.
+func FuzzUnmarshalCaddyfile(f *testing.F) {
+	k := testKeys(f)
+	f.Add("jwt_guard {\n\tsecret HS256 " + k.hmac + "\n}")
+	f.Add("jwt_guard {\n\tsecret RS256 " + k.path("rsa.pem") + " {\n\t\tkid one\n\t\tissuer https://i\n\t\taudience a b\n\t}\n\tleeway 10s\n\tmax_lifetime 1h\n\trequire_exp\n}")
+	f.Add("jwt_guard {\n\tsecret HS256 {env.JWT}\n\tfrom_cookie s\n\tfrom_query t\n\trealm api\n\tuser_id_claim app.id\n\tmax_token_size 4KiB\n\ttoken_cache_size -1\n\trule allow\n}")
+	f.Fuzz(func(t *testing.T, input string) {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err != nil {
+			return
+		}
+		if len(h.Secrets) == 0 {
+			t.Fatalf("parsed without error but no secret")
+		}
+		if _, err := json.Marshal(&h); err != nil {
+			t.Fatalf("parsed handler does not marshal: %v", err)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package jwtguard
 
 import (
+	"crypto/rsa"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -170,6 +171,29 @@ func TestRejectsRepeatedTokenSource(t *testing.T) {
 			got, err := extractToken(r, sources)
 			if got != tc.want || err != tc.wantErr {
 				t.Fatalf("extractToken = %q, %v; want %q, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestRejectsPSSWithOtherSaltLength: RFC 7518 §3.5 fixes the PSS salt at
+// the hash length; golang-jwt's PS* methods alone accept any length.
+func TestRejectsPSSWithOtherSaltLength(t *testing.T) {
+	k := testKeys(t)
+	h := provisioned(t, &Handler{Secrets: []*Secret{{Alg: "PS256", Value: k.path("rsa.pem")}}}, time.Now())
+	for _, tc := range []struct {
+		name string
+		salt int
+		want error
+	}{
+		{"salt as long as the hash", rsa.PSSSaltLengthEqualsHash, nil},
+		{"longest salt", rsa.PSSSaltLengthAuto, errSignature},
+		{"one-byte salt", 1, errSignature},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := &jwt.SigningMethodRSAPSS{SigningMethodRSA: jwt.SigningMethodPS256.SigningMethodRSA, Options: &rsa.PSSOptions{SaltLength: tc.salt}}
+			if _, err := h.verifier.verify(sign(t, method, k.rsa, validClaims())); err != tc.want {
+				t.Fatalf("verify = %v, want %v", err, tc.want)
 			}
 		})
 	}

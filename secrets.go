@@ -79,13 +79,24 @@ var algorithms = map[string]algInfo{
 	"RS256": {method: jwt.SigningMethodRS256, family: familyRSA},
 	"RS384": {method: jwt.SigningMethodRS384, family: familyRSA},
 	"RS512": {method: jwt.SigningMethodRS512, family: familyRSA},
-	"PS256": {method: jwt.SigningMethodPS256, family: familyRSA},
-	"PS384": {method: jwt.SigningMethodPS384, family: familyRSA},
-	"PS512": {method: jwt.SigningMethodPS512, family: familyRSA},
+	"PS256": {method: strictPSS(jwt.SigningMethodPS256), family: familyRSA},
+	"PS384": {method: strictPSS(jwt.SigningMethodPS384), family: familyRSA},
+	"PS512": {method: strictPSS(jwt.SigningMethodPS512), family: familyRSA},
 	"ES256": {method: jwt.SigningMethodES256, family: familyEC, curve: elliptic.P256()},
 	"ES384": {method: jwt.SigningMethodES384, family: familyEC, curve: elliptic.P384()},
 	"ES512": {method: jwt.SigningMethodES512, family: familyEC, curve: elliptic.P521()},
 	"EdDSA": {method: jwt.SigningMethodEdDSA, family: familyEd},
+}
+
+// strictPSS verifies RSASSA-PSS with the salt as long as the hash, as RFC
+// 7518 §3.5 requires; golang-jwt's PS* methods accept any salt length
+// (Wycheproof's SaltLenChanged vectors), which gives one message many
+// valid signatures.
+func strictPSS(m *jwt.SigningMethodRSAPSS) jwt.SigningMethod {
+	return &jwt.SigningMethodRSAPSS{
+		SigningMethodRSA: m.SigningMethodRSA,
+		Options:          &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash},
+	}
 }
 
 // Space Cloud's secret names, so its configs carry over.

@@ -250,11 +250,11 @@ func (v *verifier) verify(token string) (*identity, error) {
 	if id := v.cache.get(token, v.now()); id != nil {
 		return id, nil
 	}
-	key, payloadB64, err := v.verifySignature(token)
+	key, payload, err := v.verifySignature(token)
 	if err != nil {
 		return nil, err
 	}
-	claims, err := decodeClaims(payloadB64)
+	claims, err := decodeClaims(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -267,16 +267,16 @@ func (v *verifier) verify(token string) (*identity, error) {
 }
 
 // verifySignature is the JWS layer of verify: structure, header, key
-// selection and signature. It returns the key that verified the token and
-// the payload segment, not yet decoded.
-func (v *verifier) verifySignature(token string) (*verifyKey, string, error) {
+// selection, signature and the payload's base64. It returns the key that
+// verified the token and the payload bytes.
+func (v *verifier) verifySignature(token string) (*verifyKey, []byte, error) {
 	headerB64, payloadB64, sigB64, ok := splitCompact(token)
 	if !ok {
-		return nil, "", errTokenMalformed
+		return nil, nil, errTokenMalformed
 	}
 	hdr, err := parseHeader(headerB64)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	var buf [4]*verifyKey
 	candidates := buf[:0]
@@ -284,11 +284,11 @@ func (v *verifier) verifySignature(token string) (*verifyKey, string, error) {
 		candidates = src.lookup(hdr.alg, hdr.kid, candidates)
 	}
 	if len(candidates) == 0 {
-		return nil, "", errNoKey
+		return nil, nil, errNoKey
 	}
 	sig, err := strictB64.DecodeString(sigB64)
 	if err != nil {
-		return nil, "", errTokenMalformed
+		return nil, nil, errTokenMalformed
 	}
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
 	var key *verifyKey
@@ -299,9 +299,15 @@ func (v *verifier) verifySignature(token string) (*verifyKey, string, error) {
 		}
 	}
 	if key == nil {
-		return nil, "", errSignature
+		return nil, nil, errSignature
 	}
-	return key, payloadB64, nil
+	// The signature covers the encoded payload; a non-canonical encoding
+	// is still refused, so one payload has one spelling.
+	payload, err := strictB64.DecodeString(payloadB64)
+	if err != nil {
+		return nil, nil, errTokenMalformed
+	}
+	return key, payload, nil
 }
 
 // splitCompact splits header.payload.signature, requiring three non-empty
@@ -370,9 +376,8 @@ func parseHeader(b64 string) (joseHeader, error) {
 // and so are duplicate member names at any depth: RFC 7519 §4 allows
 // last-wins, but a backend reading the first "sub" or "role" would then
 // see another identity than the one we authorized.
-func decodeClaims(b64 string) (map[string]any, error) {
-	raw, err := strictB64.DecodeString(b64)
-	if err != nil || !isJSONObject(raw) {
+func decodeClaims(raw []byte) (map[string]any, error) {
+	if !isJSONObject(raw) {
 		return nil, errTokenMalformed
 	}
 	shape, ok := scanJSON(raw)

@@ -2,8 +2,14 @@ package jwtguard
 
 import (
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +200,73 @@ func TestRejectsPSSWithOtherSaltLength(t *testing.T) {
 			method := &jwt.SigningMethodRSAPSS{SigningMethodRSA: jwt.SigningMethodPS256.SigningMethodRSA, Options: &rsa.PSSOptions{SaltLength: tc.salt}}
 			if _, err := h.verifier.verify(sign(t, method, k.rsa, validClaims())); err != tc.want {
 				t.Fatalf("verify = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestRejectsPublicKeyAsHMACSecret: a public key in any spelling, used as
+// an HMAC secret, lets whoever has the public key forge tokens.
+func TestRejectsPublicKeyAsHMACSecret(t *testing.T) {
+	k := testKeys(t)
+	pkix, _ := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+	cert, _ := pem.Decode(readFile(t, k.path("rsa_cert.pem")))
+	jwk, _ := json.Marshal(rsaJWK(&k.rsa.PublicKey, "k"))
+	tests := []struct{ name, value, want string }{
+		{"JWK", string(jwk), "the value is a JWK"},
+		{"base64 DER PKIX", base64.StdEncoding.EncodeToString(pkix), "the value is a base64 DER public key"},
+		{"base64url DER PKCS1", base64.RawURLEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey)), "the value is a base64 DER public key"},
+		{"base64 DER certificate", base64.StdEncoding.EncodeToString(cert.Bytes), "the value is a base64 DER certificate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := newTestContext()
+			defer cancel()
+			h := &Handler{Secrets: []*Secret{{Alg: "HS256", Value: tc.value, AllowShortSecret: true}}}
+			err := h.Provision(ctx)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("provision = %v, want an error containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.value) {
+				t.Errorf("the error quotes the secret value")
+			}
+		})
+	}
+	// An ordinary random secret in base64 is still a secret.
+	ctx, cancel := newTestContext()
+	defer cancel()
+	h := &Handler{Secrets: []*Secret{{Alg: "HS256", Value: base64.StdEncoding.EncodeToString([]byte(k.hmac))}}}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("base64 random secret refused: %v", err)
+	}
+}
+
+// TestKeyFileLimits: a key path that is not a regular file, or is huge,
+// fails the load at once instead of hanging it or filling memory.
+func TestKeyFileLimits(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.pem")
+	if err := os.WriteFile(big, make([]byte, maxKeyFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, path, want string }{
+		{"device", "/dev/zero", "is not a regular file"},
+		{"directory", t.TempDir(), "is not a regular file"},
+		{"over 1 MiB", big, "is larger than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := os.Stat(tc.path); err != nil {
+				t.Skipf("%s: %v", tc.path, err)
+			}
+			done := make(chan error, 1)
+			go func() { _, err := loadKey("RS256", tc.path); done <- err }()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("loadKey = %v, want an error containing %q", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("loadKey still reading after 10s")
 			}
 		})
 	}

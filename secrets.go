@@ -6,9 +6,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -150,6 +153,10 @@ func loadKey(alg, value string) (any, error) {
 		if strings.Contains(value, "-----BEGIN") {
 			return nil, fmt.Errorf("%s needs a shared secret, but the value is PEM text; use RS256, ES256 or EdDSA for public keys", alg)
 		}
+		// The same mistake in the other spellings of a public key.
+		if kind := publicKeyForm(value); kind != "" {
+			return nil, fmt.Errorf("%s needs a shared secret, but the value is %s; use RS256, ES256 or EdDSA for public keys", alg, kind)
+		}
 		// A file path would silently become a guessable secret.
 		if strings.HasPrefix(value, "/") || strings.HasPrefix(value, "./") {
 			if _, err := os.Stat(value); err == nil {
@@ -162,7 +169,7 @@ func loadKey(alg, value string) (any, error) {
 	pemText := []byte(value)
 	source := "the inline PEM"
 	if !strings.HasPrefix(strings.TrimSpace(value), "-----BEGIN") {
-		b, err := os.ReadFile(value)
+		b, err := readKeyFile(value)
 		if err != nil {
 			return nil, fmt.Errorf("reading public key file: %w", err)
 		}
@@ -176,6 +183,55 @@ func loadKey(alg, value string) (any, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return pub, nil
+}
+
+// maxKeyFileSize bounds a key file: a PEM public key or certificate is a
+// few KiB, and a path such as /dev/zero must not hang the config load.
+const maxKeyFileSize = 1 << 20
+
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err == nil && len(b) > maxKeyFileSize {
+		err = fmt.Errorf("%s is larger than %d bytes", path, maxKeyFileSize)
+	}
+	return b, err
+}
+
+// publicKeyForm names the public-key encoding value is in, if any: a JWK
+// or the base64 of a DER public key. Either one used as an HMAC secret lets
+// anyone who has the public key forge tokens.
+func publicKeyForm(value string) string {
+	v := strings.TrimSpace(value)
+	var jwk struct {
+		Kty string `json:"kty"`
+	}
+	if strings.HasPrefix(v, "{") && json.Unmarshal([]byte(v), &jwk) == nil && jwk.Kty != "" {
+		return "a JWK"
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if der, err := enc.DecodeString(v); err == nil {
+			if _, err := x509.ParsePKIXPublicKey(der); err == nil {
+				return "a base64 DER public key"
+			}
+			if _, err := x509.ParsePKCS1PublicKey(der); err == nil {
+				return "a base64 DER public key"
+			}
+			if _, err := x509.ParseCertificate(der); err == nil {
+				return "a base64 DER certificate"
+			}
+		}
+	}
+	return ""
 }
 
 // parsePublicKeyPEM reads the first PEM block: a PKIX public key, a PKCS#1

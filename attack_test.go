@@ -221,6 +221,7 @@ func TestAttackSuite(t *testing.T) {
 	add(attack{name: "invalid UTF-8 in the header", token: hs("{\"alg\":\"HS256\",\"typ\":\"\xc0\xaf\"}", good()), status: 401})
 	add(attack{name: "null payload", token: hs(`{"alg":"HS256"}`, "null"), status: 401})
 	add(attack{name: "payload an array", token: hs(`{"alg":"HS256"}`, "[]"), status: 401})
+	add(attack{name: "stray bracket after the payload", token: hs(`{"alg":"HS256"}`, good()+"]"), status: 401})
 	add(attack{name: "padding", token: seg(validHS, 0) + "=." + seg(validHS, 1) + "." + seg(validHS, 2), status: 401})
 	add(attack{name: "standard base64 alphabet", token: strings.NewReplacer("-", "+", "_", "/").Replace(validRS), status: 401})
 	add(attack{name: "non-canonical trailing bits", token: seg(validHS, 0) + "." + seg(validHS, 1) + "." + flipLastBit(seg(validHS, 2)), status: 401})

@@ -271,3 +271,23 @@ func TestKeyFileLimits(t *testing.T) {
 		})
 	}
 }
+
+func TestRejectsTrailingDataAfterPayload(t *testing.T) {
+	h := provisioned(t, hmacHandler(t), time.Now())
+	key := []byte(testKeys(t).hmac)
+	for _, tc := range []struct {
+		payload string
+		want    error
+	}{
+		{`{"sub":"a"}]`, errTokenMalformed},
+		{`{"sub":"a"}}`, errTokenMalformed},
+		{`{"sub":"a"},{}`, errTokenMalformed},
+		{`{"sub":"a"} {"sub":"b"}`, errTokenMalformed},
+		{"{\"sub\":\"a\"} \r\n\t", nil},
+	} {
+		token := signRaw(t, jwt.SigningMethodHS256, key, `{"alg":"HS256"}`, tc.payload)
+		if _, err := h.verifier.verify(token); err != tc.want {
+			t.Errorf("payload %q: verify = %v, want %v", tc.payload, err, tc.want)
+		}
+	}
+}

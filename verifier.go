@@ -387,7 +387,9 @@ func decodeClaims(raw []byte) (map[string]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var claims map[string]any
-	if dec.Decode(&claims) != nil || dec.More() {
+	// Nothing but whitespace may follow the object (dec.More alone lets a
+	// stray "]" or "}" through).
+	if dec.Decode(&claims) != nil || len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) != 0 {
 		return nil, errTokenMalformed
 	}
 	if countMembers(claims) != shape.members {

@@ -3,11 +3,14 @@ package jwtguard
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -17,7 +20,8 @@ import (
 // Fuzz targets. `go test` runs the committed seeds under
 // testdata/fuzz/<FuzzName>/ (and the f.Add seeds) as regression tests;
 // `go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 5m -parallel 1 .`
-// searches for new crashes.
+// searches for new crashes. FuzzVerify sees tokens as an attacker does;
+// FuzzVerifySigned signs what it generates, to reach the claims parsing.
 
 // FuzzExtractToken: any header, cookie and query yields either a token
 // that the request really carries or one of our fixed errors.
@@ -107,6 +111,128 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("verify error %v (%T): want an invalid_token *tokenError", err, err)
 		}
 	})
+}
+
+// FuzzVerifySigned signs whatever header and payload the fuzzer makes with
+// the real HMAC key, so the search reaches past the signature into header
+// and claims parsing. A token that verifies must satisfy, by an independent
+// check, everything the README promises: strict JSON objects, valid UTF-8,
+// no duplicate names, bounded depth, alg exactly HS256, no crit, and
+// registered claims of the right types.
+func FuzzVerifySigned(f *testing.F) {
+	k := testKeys(f)
+	now := time.Unix(1_800_000_000, 0)
+	f.Add(`{"alg":"HS256"}`, `{"sub":"a","exp":1800003600,"aud":["x"]}`)
+	f.Add(`{"alg":"HS256","kid":"h","typ":"JWT"}`, `{"sub":"a","m":{"r":[1,"x",{"y":null}]}}`)
+	f.Add(`{"alg":"HS256"}`, `{"sub":"a","sub":"b"}`)
+	f.Add(`{"alg":"HS256"}`, `{"a":"\u0061","\u0061":1,"a":2}`)
+	f.Add(`{"alg":"HS256"}`, `{"sub":"a"}]`)
+	f.Add(`{"alg":"HS256","crit":[]}`, `{}`)
+	f.Add(`{"alg":"HS256"}`, `{"exp":1e400,"nbf":-0,"iat":"1"}`)
+	h := provisioned(f, &Handler{Secrets: []*Secret{{Alg: "HS256", Value: k.hmac, KID: "h"}}, TokenCacheSize: -1}, now)
+	key := []byte(k.hmac)
+	f.Fuzz(func(t *testing.T, header, payload string) {
+		token := signRaw(t, jwt.SigningMethodHS256, key, header, payload)
+		id, err := h.verifier.verify(token)
+		if err != nil {
+			var te *tokenError
+			if !errors.As(err, &te) || te.status != http.StatusUnauthorized {
+				t.Fatalf("verify error %v (%T): want a 401 *tokenError", err, err)
+			}
+			return
+		}
+		hdr, why := strictObject(header, true)
+		if why != "" {
+			t.Fatalf("accepted a header that %s: %q", why, header)
+		}
+		if hdr["alg"] != "HS256" || hdr["crit"] != nil {
+			t.Fatalf("accepted header %q", header)
+		}
+		c, why := strictObject(payload, false)
+		if why != "" {
+			t.Fatalf("accepted a payload that %s: %q", why, payload)
+		}
+		for _, name := range []string{"exp", "nbf", "iat"} {
+			if v, ok := c[name]; ok {
+				n, isNum := v.(json.Number)
+				x, err := n.Float64()
+				if !isNum || err != nil || x < 0 || x > maxNumericDate {
+					t.Fatalf("accepted %s = %v", name, v)
+				}
+			}
+		}
+		if id.claims == nil {
+			t.Fatalf("no claims")
+		}
+	})
+}
+
+// strictObject decodes a JSON object token by token, independently of the
+// verifier's own checks, and says what is wrong with it, if anything.
+func strictObject(text string, topOnly bool) (map[string]any, string) {
+	if !utf8.ValidString(text) {
+		return nil, "is not UTF-8"
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		names  map[string]bool
+		key    bool // the next token of an object is a name
+	}
+	var stack []*frame
+	for first := true; ; first = false {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, "is not JSON: " + err.Error()
+		}
+		if first {
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return nil, "is not an object"
+			}
+		} else if len(stack) == 0 {
+			return nil, "has data after the object"
+		}
+		if len(stack) > 0 {
+			top := stack[len(stack)-1]
+			if top.object && top.key {
+				if name, ok := tok.(string); ok {
+					if (!topOnly || len(stack) == 1) && top.names[name] {
+						return nil, "repeats the name " + strconv.Quote(name)
+					}
+					top.names[name] = true
+					top.key = false
+					continue
+				}
+			} else if top.object {
+				top.key = true
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{object: true, names: map[string]bool{}, key: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].object {
+				stack[len(stack)-1].key = true
+			}
+		}
+		if len(stack) > maxJSONDepth {
+			return nil, "nests deeper than the limit"
+		}
+	}
+	var m map[string]any
+	dec = json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return nil, "does not decode: " + err.Error()
+	}
+	return m, ""
 }
 
 // FuzzUnmarshalCaddyfile: any Caddyfile text parses or fails with an error;

@@ -55,18 +55,28 @@ func TestAttackSuite(t *testing.T) {
 	// Caddy refuses headers over 16 KiB with 431 by itself; raise that so
 	// a megabyte reaches the guard and meets its own limit.
 	global := strings.TrimSuffix(globalOptions(), "}") + "\tservers {\n\t\tmax_header_size 2MB\n\t}\n}"
+	// /admin/ has the same keys and a rule that refuses every valid token,
+	// for the 403 cases.
+	guard := fmt.Sprintf(`jwt_guard {
+			secret HS256 %s
+			secret RS256 %s {
+				kid rsa-1
+			}
+			secret ES256 %s
+			issuer %s
+			audience %s
+			from_query access_token
+			%%s
+		}`, k.hmac, k.path("rsa.pem"), k.path("ec256.pem"), iss, aud)
 	tester := startCaddyfile(t, global+"\n"+baseURL+" {\n"+fmt.Sprintf(`
-	jwt_guard {
-		secret HS256 %s
-		secret RS256 %s {
-			kid rsa-1
-		}
-		secret ES256 %s
-		issuer %s
-		audience %s
-		from_query access_token
+	handle /admin/* {
+		`+guard+`
+		respond "admin"
 	}
-	respond "ok {http.auth.user.id}"`, k.hmac, k.path("rsa.pem"), k.path("ec256.pem"), iss, aud)+"\n}\n")
+	handle {
+		`+guard+`
+		respond "ok {http.auth.user.id}"
+	}`, "rule deny", "")+"\n}\n")
 
 	now := time.Now()
 	good := func(extra ...any) string { // claims JSON that passes every check, plus extra name/value pairs
@@ -116,10 +126,11 @@ func TestAttackSuite(t *testing.T) {
 
 	type attack struct {
 		name    string
+		path    string   // default /
 		token   string   // sent as Authorization: Bearer unless header is set
 		header  string   // a raw Authorization value
 		query   string   // raw query string
-		status  int      // 400 or 401
+		status  int      // 400, 401 or 403
 		needles []string // must not appear in the response, besides the token's segments
 	}
 	var attacks []attack
@@ -235,6 +246,12 @@ func TestAttackSuite(t *testing.T) {
 	add(attack{name: "two Bearer tokens in one header", header: "Bearer " + validHS + " " + validHS2, status: 401})
 	add(attack{name: "Basic credentials", header: "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:admin")), status: 400})
 
+	// A rule that refuses: valid tokens get 403, forged ones still 401.
+	add(attack{name: "valid token, rule denies", path: "/admin/", token: validHS, status: 403})
+	add(attack{name: "valid RS256 token, rule denies", path: "/admin/", token: validRS, status: 403})
+	add(attack{name: "alg none, rule denies", path: "/admin/", token: unsigned(`{"alg":"none"}`, good("sub", "admin"), ""), status: 401})
+	add(attack{name: "payload swapped, rule denies", path: "/admin/", token: seg(validHS, 0) + "." + b64([]byte(good("sub", "root"))) + "." + seg(validHS, 2), status: 401})
+
 	// Controls: the same route accepts honest tokens, so the refusals
 	// above are the checks at work, not a broken route.
 	for name, tok := range map[string]string{"HS256": validHS, "RS256 with kid": validRS, "ES256": validES} {
@@ -247,6 +264,9 @@ func TestAttackSuite(t *testing.T) {
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
 			target := baseURL + "/"
+			if a.path != "" {
+				target = baseURL + a.path
+			}
 			if a.query != "" {
 				target += "?" + a.query
 			}

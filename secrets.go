@@ -6,9 +6,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -120,13 +123,24 @@ var algorithms = map[string]algInfo{
 	"RS256": {method: jwt.SigningMethodRS256, family: familyRSA},
 	"RS384": {method: jwt.SigningMethodRS384, family: familyRSA},
 	"RS512": {method: jwt.SigningMethodRS512, family: familyRSA},
-	"PS256": {method: jwt.SigningMethodPS256, family: familyRSA},
-	"PS384": {method: jwt.SigningMethodPS384, family: familyRSA},
-	"PS512": {method: jwt.SigningMethodPS512, family: familyRSA},
+	"PS256": {method: strictPSS(jwt.SigningMethodPS256), family: familyRSA},
+	"PS384": {method: strictPSS(jwt.SigningMethodPS384), family: familyRSA},
+	"PS512": {method: strictPSS(jwt.SigningMethodPS512), family: familyRSA},
 	"ES256": {method: jwt.SigningMethodES256, family: familyEC, curve: elliptic.P256()},
 	"ES384": {method: jwt.SigningMethodES384, family: familyEC, curve: elliptic.P384()},
 	"ES512": {method: jwt.SigningMethodES512, family: familyEC, curve: elliptic.P521()},
 	"EdDSA": {method: jwt.SigningMethodEdDSA, family: familyEd},
+}
+
+// strictPSS verifies RSASSA-PSS with the salt as long as the hash, as RFC
+// 7518 §3.5 requires; golang-jwt's PS* methods accept any salt length
+// (Wycheproof's SaltLenChanged vectors), which gives one message many
+// valid signatures.
+func strictPSS(m *jwt.SigningMethodRSAPSS) jwt.SigningMethod {
+	return &jwt.SigningMethodRSAPSS{
+		SigningMethodRSA: m.SigningMethodRSA,
+		Options:          &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash},
+	}
 }
 
 // Space Cloud's secret names, so its configs carry over.
@@ -180,6 +194,10 @@ func loadKey(alg, value string) (any, error) {
 		if strings.Contains(value, "-----BEGIN") {
 			return nil, fmt.Errorf("%s needs a shared secret, but the value is PEM text; use RS256, ES256 or EdDSA for public keys", alg)
 		}
+		// The same mistake in the other spellings of a public key.
+		if kind := publicKeyForm(value); kind != "" {
+			return nil, fmt.Errorf("%s needs a shared secret, but the value is %s; use RS256, ES256 or EdDSA for public keys", alg, kind)
+		}
 		// A file path would silently become a guessable secret.
 		if strings.HasPrefix(value, "/") || strings.HasPrefix(value, "./") {
 			if _, err := os.Stat(value); err == nil {
@@ -192,7 +210,7 @@ func loadKey(alg, value string) (any, error) {
 	pemText := []byte(value)
 	source := "the inline PEM"
 	if !strings.HasPrefix(strings.TrimSpace(value), "-----BEGIN") {
-		b, err := os.ReadFile(value)
+		b, err := readKeyFile(value)
 		if err != nil {
 			return nil, fmt.Errorf("reading public key file: %w", err)
 		}
@@ -206,6 +224,55 @@ func loadKey(alg, value string) (any, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return pub, nil
+}
+
+// maxKeyFileSize bounds a key file: a PEM public key or certificate is a
+// few KiB, and a path such as /dev/zero must not hang the config load.
+const maxKeyFileSize = 1 << 20
+
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err == nil && len(b) > maxKeyFileSize {
+		err = fmt.Errorf("%s is larger than %d bytes", path, maxKeyFileSize)
+	}
+	return b, err
+}
+
+// publicKeyForm names the public-key encoding value is in, if any: a JWK
+// or the base64 of a DER public key. Either one used as an HMAC secret lets
+// anyone who has the public key forge tokens.
+func publicKeyForm(value string) string {
+	v := strings.TrimSpace(value)
+	var jwk struct {
+		Kty string `json:"kty"`
+	}
+	if strings.HasPrefix(v, "{") && json.Unmarshal([]byte(v), &jwk) == nil && jwk.Kty != "" {
+		return "a JWK"
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if der, err := enc.DecodeString(v); err == nil {
+			if _, err := x509.ParsePKIXPublicKey(der); err == nil {
+				return "a base64 DER public key"
+			}
+			if _, err := x509.ParsePKCS1PublicKey(der); err == nil {
+				return "a base64 DER public key"
+			}
+			if _, err := x509.ParseCertificate(der); err == nil {
+				return "a base64 DER certificate"
+			}
+		}
+	}
+	return ""
 }
 
 // parsePublicKeyPEM reads the first PEM block: a PKIX public key, a PKCS#1

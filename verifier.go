@@ -7,9 +7,11 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -38,6 +40,17 @@ const (
 	maxKIDLength        = 256
 	defaultLeeway       = 30 * time.Second
 	maxLeeway           = 5 * time.Minute
+)
+
+// Limits on the JSON inside a token.
+const (
+	// maxJSONDepth bounds the nesting of header and payload: real claim
+	// sets nest three or four levels, and every walk over the claims
+	// (placeholders, rules) stays shallow.
+	maxJSONDepth = 32
+	// maxNumericDate is 9999-12-31T23:59:59Z: a larger exp/nbf/iat is a
+	// mistake or an attempt to overflow time arithmetic.
+	maxNumericDate = 253402300799
 )
 
 // tokenError is why a request's credentials were refused. Description is a
@@ -98,17 +111,26 @@ func extractToken(r *http.Request, sources []TokenSource) (string, error) {
 	}
 	var query map[string][]string
 	for _, src := range sources {
-		var found string
+		// A name repeated with different values is two tokens: we would
+		// verify one while the backend might read the other.
+		var values []string
 		if src.Cookie != "" {
-			if c, err := r.Cookie(src.Cookie); err == nil {
-				found = c.Value
+			for _, c := range r.CookiesNamed(src.Cookie) {
+				values = append(values, c.Value)
 			}
 		} else {
 			if query == nil {
 				query = r.URL.Query()
 			}
-			if v := query[src.Query]; len(v) > 0 {
-				found = v[0]
+			values = query[src.Query]
+		}
+		var found string
+		for _, v := range values {
+			if found != "" && v != "" && v != found {
+				return "", errMultipleTokens
+			}
+			if v != "" {
+				found = v
 			}
 		}
 		switch {
@@ -239,13 +261,33 @@ func (v *verifier) verify(token string) (*identity, error) {
 	if id := v.cache.get(token, v.now()); id != nil && !id.key.removed.Load() {
 		return id, nil
 	}
+	key, payload, err := v.verifySignature(token)
+	if err != nil {
+		return nil, err
+	}
+	claims, err := decodeClaims(payload)
+	if err != nil {
+		return nil, err
+	}
+	id := &identity{token: token, claims: claims, key: key}
+	if err := v.checkClaims(id); err != nil {
+		return nil, err
+	}
+	v.cache.put(id, v.now(), v.leeway)
+	return id, nil
+}
+
+// verifySignature is the JWS layer of verify: structure, header, key
+// selection, signature and the payload's base64. It returns the key that
+// verified the token and the payload bytes.
+func (v *verifier) verifySignature(token string) (*verifyKey, []byte, error) {
 	headerB64, payloadB64, sigB64, ok := splitCompact(token)
 	if !ok {
-		return nil, errTokenMalformed
+		return nil, nil, errTokenMalformed
 	}
 	hdr, err := parseHeader(headerB64)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var buf [4]*verifyKey
 	candidates := buf[:0]
@@ -256,12 +298,12 @@ func (v *verifier) verify(token string) (*identity, error) {
 	if len(candidates) == 0 {
 		candidates, refetched = v.refetch(hdr, candidates), true
 		if len(candidates) == 0 {
-			return nil, errNoKey
+			return nil, nil, errNoKey
 		}
 	}
 	sig, err := strictB64.DecodeString(sigB64)
 	if err != nil {
-		return nil, errTokenMalformed
+		return nil, nil, errTokenMalformed
 	}
 	signingInput := token[:len(headerB64)+1+len(payloadB64)]
 	key := firstVerifying(candidates, signingInput, sig)
@@ -271,18 +313,15 @@ func (v *verifier) verify(token string) (*identity, error) {
 		key = firstVerifying(v.refetch(hdr, candidates[:0]), signingInput, sig)
 	}
 	if key == nil {
-		return nil, errSignature
+		return nil, nil, errSignature
 	}
-	claims, err := decodeClaims(payloadB64)
+	// The signature covers the encoded payload; a non-canonical encoding
+	// is still refused, so one payload has one spelling.
+	payload, err := strictB64.DecodeString(payloadB64)
 	if err != nil {
-		return nil, err
+		return nil, nil, errTokenMalformed
 	}
-	id := &identity{token: token, claims: claims, key: key}
-	if err := v.checkClaims(id); err != nil {
-		return nil, err
-	}
-	v.cache.put(id, v.now(), v.leeway)
-	return id, nil
+	return key, payload, nil
 }
 
 // refetch asks the sources whose keys can change to look again for a
@@ -335,13 +374,19 @@ type joseHeader struct {
 // parseHeader reads the JOSE header. Member names are matched exactly (Go's
 // struct decoding would accept "ALG"), jku/x5u/jwk/x5c are never used as key
 // sources, and crit is refused because we implement no extension.
+// Duplicate member names are refused (RFC 7515 §4 allows last-wins, but a
+// parser that reads the first "alg" would then disagree with us).
 func parseHeader(b64 string) (joseHeader, error) {
 	raw, err := strictB64.DecodeString(b64)
 	if err != nil {
 		return joseHeader{}, errTokenMalformed
 	}
+	shape, ok := scanJSON(raw)
+	if !ok {
+		return joseHeader{}, errTokenMalformed
+	}
 	var fields map[string]json.RawMessage
-	if !isJSONObject(raw) || json.Unmarshal(raw, &fields) != nil {
+	if !isJSONObject(raw) || json.Unmarshal(raw, &fields) != nil || len(fields) != shape.topMembers {
 		return joseHeader{}, errTokenMalformed
 	}
 	if _, ok := fields["crit"]; ok {
@@ -361,16 +406,27 @@ func parseHeader(b64 string) (joseHeader, error) {
 
 // decodeClaims decodes the payload into a claims map, keeping numbers as
 // json.Number so they render exactly as written and compare without float
-// rounding. A payload that is not a JSON object (including null) is refused.
-func decodeClaims(b64 string) (map[string]any, error) {
-	raw, err := strictB64.DecodeString(b64)
-	if err != nil || !isJSONObject(raw) {
+// rounding. A payload that is not a JSON object (including null) is refused,
+// and so are duplicate member names at any depth: RFC 7519 §4 allows
+// last-wins, but a backend reading the first "sub" or "role" would then
+// see another identity than the one we authorized.
+func decodeClaims(raw []byte) (map[string]any, error) {
+	if !isJSONObject(raw) {
+		return nil, errTokenMalformed
+	}
+	shape, ok := scanJSON(raw)
+	if !ok {
 		return nil, errTokenMalformed
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var claims map[string]any
-	if dec.Decode(&claims) != nil || dec.More() {
+	// Nothing but whitespace may follow the object (dec.More alone lets a
+	// stray "]" or "}" through).
+	if dec.Decode(&claims) != nil || len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) != 0 {
+		return nil, errTokenMalformed
+	}
+	if countMembers(claims) != shape.members {
 		return nil, errTokenMalformed
 	}
 	return claims, nil
@@ -381,9 +437,122 @@ func isJSONObject(raw []byte) bool {
 	return len(raw) > 0 && raw[0] == '{'
 }
 
+// jsonShape is what scanJSON learns of a JSON text without decoding it.
+type jsonShape struct {
+	// members counts object members at every depth, topMembers those of
+	// the outermost object; compared with what the decoder kept, they
+	// reveal duplicate names.
+	members, topMembers int
+}
+
+// scanJSON checks what encoding/json lets through: invalid UTF-8 (which it
+// silently turns into U+FFFD, so two spellings would decode alike) and
+// nesting deeper than maxJSONDepth. It relies on the decoder for syntax;
+// outside strings, ':' only ever separates an object member's name from
+// its value.
+func scanJSON(raw []byte) (jsonShape, bool) {
+	if !utf8.Valid(raw) {
+		return jsonShape{}, false
+	}
+	var s jsonShape
+	depth, inString := 0, false
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if depth++; depth > maxJSONDepth {
+				return jsonShape{}, false
+			}
+		case '}', ']':
+			depth--
+		case ':':
+			s.members++
+			if depth == 1 {
+				s.topMembers++
+			}
+		}
+	}
+	return s, true
+}
+
+// countMembers counts the object members of a decoded JSON value; its
+// depth is bounded by scanJSON.
+func countMembers(v any) int {
+	n := 0
+	switch x := v.(type) {
+	case map[string]any:
+		n += len(x)
+		for _, e := range x {
+			n += countMembers(e)
+		}
+	case []any:
+		for _, e := range x {
+			n += countMembers(e)
+		}
+	}
+	return n
+}
+
+// checkClaimTypes enforces the registered claims' types (RFC 7519 §4.1)
+// itself: golang-jwt accepts an `aud` of any non-array type as absent and
+// turns an out-of-range date into an arbitrary time.
+func checkClaimTypes(claims map[string]any) error {
+	for _, name := range [...]string{"exp", "nbf", "iat"} {
+		v, ok := claims[name]
+		if !ok {
+			continue
+		}
+		n, isNum := v.(json.Number)
+		if !isNum {
+			return errClaimsMalformed
+		}
+		f, err := strconv.ParseFloat(string(n), 64)
+		if err != nil || f < 0 || f > maxNumericDate {
+			return errClaimsMalformed
+		}
+	}
+	for _, name := range [...]string{"iss", "sub"} {
+		if v, ok := claims[name]; ok {
+			if _, isStr := v.(string); !isStr {
+				return errClaimsMalformed
+			}
+		}
+	}
+	switch aud := claims["aud"].(type) {
+	case nil:
+		if _, ok := claims["aud"]; ok {
+			return errClaimsMalformed // null
+		}
+	case string:
+	case []any:
+		for _, a := range aud {
+			if _, isStr := a.(string); !isStr {
+				return errClaimsMalformed
+			}
+		}
+	default:
+		return errClaimsMalformed
+	}
+	return nil
+}
+
 // checkClaims applies the time checks (with leeway), claim types, issuer and
 // audience, and the lifetime limit.
 func (v *verifier) checkClaims(id *identity) error {
+	if err := checkClaimTypes(id.claims); err != nil {
+		return err
+	}
 	mc := jwt.MapClaims(id.claims)
 	if err := v.validator.Validate(mc); err != nil {
 		switch {

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"os"
 	"testing"
@@ -40,11 +41,28 @@ var wycheproofDeviations = map[int]string{
 	367: "the file's JWS is byte for byte tcId 357, which Wycheproof calls valid: the padding this vector means to test is absent, so no verifier can agree with both (padding is refused: TestVerifyRejectsBeforeCrypto)",
 	370: "the file's JWS is byte for byte tcId 357, which Wycheproof calls valid: the padding this vector means to test is absent, so no verifier can agree with both (padding is refused: TestVerifyRejectsBeforeCrypto)",
 
-	// Wycheproof's "invalid" vectors that we accept.
+	// Wycheproof's "invalid" vectors that we accept (as PEM secrets only:
+	// the same keys from a JWKS are refused, see wycheproofJWKSDeviations).
 	353: "key use: the JWK is marked use=enc, but a configured secret is a PEM key with no use; the operator who binds it to RS256 declares it a verification key",
 	354: "key use: the JWK is marked use=enc, but a configured secret is a PEM key with no use; the operator who binds it to ES256 declares it a verification key",
 	355: "key_ops: the JWK allows only encrypt, but a configured secret is a PEM key with no key_ops; the operator who binds it to RS256 declares it a verification key",
 	356: "key_ops: the JWK allows only encrypt, but a configured secret is a PEM key with no key_ops; the operator who binds it to ES256 declares it a verification key",
+}
+
+// wycheproofJWKSDeviations adjusts wycheproofDeviations for keys served
+// as a JWKS: key use and key_ops are now known (jwk.go refuses keys not
+// for verification, so those vectors agree), shared-secret groups do not
+// run (a remote JWKS never supplies an HMAC key), and one JWK is refused.
+var wycheproofJWKSDeviations = struct {
+	agree, skipped []int
+	extra          map[int]string
+}{
+	agree:   []int{353, 354, 355, 356},
+	skipped: []int{367, 370, 372, 373},
+	extra: map[int]string{
+		347: `the JWK says alg "ES521" (RFC 7520's typo for ES512): a JWKS key with an unknown alg is refused, not guessed`,
+		351: `the JWK says alg "ES521" (RFC 7520's typo for ES512): a JWKS key with an unknown alg is refused, not guessed`,
+	},
 }
 
 type wycheproofFile struct {
@@ -75,6 +93,26 @@ type testJWK struct {
 // keys, the raw bytes for HMAC, bound to the one algorithm the JWK names.
 // Payloads are not claim sets, so the claim checks are not run.
 func TestWycheproofJWS(t *testing.T) {
+	runWycheproof(t, wycheproofVerifier, wycheproofDeviations)
+}
+
+// TestWycheproofJWSFromJWKS runs the same vectors with each public key
+// served the way an identity provider serves it: as a JWKS document, parsed
+// by jwk.go (use, key_ops and alg honoured). Groups with a shared secret
+// are skipped: a remote JWKS never supplies an HMAC key.
+func TestWycheproofJWSFromJWKS(t *testing.T) {
+	deviations := maps.Clone(wycheproofDeviations)
+	for _, id := range append(wycheproofJWKSDeviations.agree, wycheproofJWKSDeviations.skipped...) {
+		delete(deviations, id)
+	}
+	maps.Copy(deviations, wycheproofJWKSDeviations.extra)
+	runWycheproof(t, wycheproofJWKSVerifier, deviations)
+}
+
+// errSkipGroup marks a key group a loader does not apply to.
+var errSkipGroup = errors.New("key group does not apply")
+
+func runWycheproof(t *testing.T, load func(json.RawMessage) (*verifier, error), deviations map[int]string) {
 	raw, err := os.ReadFile(wycheproofJWS)
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skipf("Wycheproof vectors not found at %s (clone the shared testdata next to this repository to run them)", wycheproofJWS)
@@ -86,18 +124,24 @@ func TestWycheproofJWS(t *testing.T) {
 	if err := json.Unmarshal(raw, &file); err != nil {
 		t.Fatalf("parsing %s: %v", wycheproofJWS, err)
 	}
-	var total, agree, deviating int
+	var total, agree, deviating, skipped int
 	seen := map[int]bool{}
-	for gi, g := range file.TestGroups {
+	for _, g := range file.TestGroups {
 		jwkRaw := g.Public
 		if len(jwkRaw) == 0 {
 			jwkRaw = g.Private // HMAC groups: the shared secret is the "private" key
 		}
-		var jwk testJWK
-		if err := json.Unmarshal(jwkRaw, &jwk); err != nil {
-			t.Fatalf("group %d: key: %v", gi, err)
+		v, loadErr := load(jwkRaw)
+		if errors.Is(loadErr, errSkipGroup) {
+			for _, tc := range g.Tests {
+				skipped++
+				seen[tc.TcID] = true
+				if _, known := deviations[tc.TcID]; known {
+					t.Errorf("tcId %d is listed as a deviation, but its group is skipped here", tc.TcID)
+				}
+			}
+			continue
 		}
-		v, loadErr := wycheproofVerifier(jwk)
 		for _, tc := range g.Tests {
 			total++
 			seen[tc.TcID] = true
@@ -113,7 +157,7 @@ func TestWycheproofJWS(t *testing.T) {
 				}
 			}
 			agrees := tc.Result == "acceptable" || accepted == (tc.Result == "valid")
-			reason, known := wycheproofDeviations[tc.TcID]
+			reason, known := deviations[tc.TcID]
 			switch {
 			case agrees && known:
 				t.Errorf("%s: listed as a deviation (%s) but now agrees with Wycheproof (%s); remove it from the list", name, reason, tc.Result)
@@ -127,15 +171,15 @@ func TestWycheproofJWS(t *testing.T) {
 			}
 		}
 	}
-	for id := range wycheproofDeviations {
+	for id := range deviations {
 		if !seen[id] {
 			t.Errorf("deviation for tcId %d names no vector in the file", id)
 		}
 	}
-	if total != file.NumberOfTests {
-		t.Errorf("ran %d vectors, the file declares %d", total, file.NumberOfTests)
+	if total+skipped != file.NumberOfTests {
+		t.Errorf("ran %d vectors and skipped %d, the file declares %d", total, skipped, file.NumberOfTests)
 	}
-	t.Logf("Wycheproof JWS: %d vectors, %d agree, %d known deviations, %d other disagreements", total, agree, deviating, total-agree-deviating)
+	t.Logf("Wycheproof JWS: %d vectors, %d agree, %d known deviations, %d other disagreements, %d skipped (shared-secret groups)", total, agree, deviating, total-agree-deviating, skipped)
 }
 
 func verdict(accepted bool) string {
@@ -145,8 +189,32 @@ func verdict(accepted bool) string {
 	return "reject"
 }
 
+// wycheproofJWKSVerifier serves the public JWK as a one-key JWKS document
+// and parses it as a remote source would.
+func wycheproofJWKSVerifier(raw json.RawMessage) (*verifier, error) {
+	var jwk testJWK
+	if err := json.Unmarshal(raw, &jwk); err != nil {
+		return nil, err
+	}
+	if jwk.Kty == "oct" {
+		return nil, errSkipGroup
+	}
+	set, problems, err := parseJWKS([]byte(`{"keys":[`+string(raw)+`]}`), keyTemplate{label: "wycheproof jwks"})
+	if err != nil {
+		return nil, err
+	}
+	if len(set.keys) == 0 {
+		return nil, fmt.Errorf("the JWKS key was refused: %v", problems)
+	}
+	return newVerifier([]keySource{set}, "", nil, 0, 0, false, defaultMaxTokenSize, -1, time.Now), nil
+}
+
 // wycheproofVerifier loads the JWK as the one secret of a verifier.
-func wycheproofVerifier(jwk testJWK) (*verifier, error) {
+func wycheproofVerifier(raw json.RawMessage) (*verifier, error) {
+	var jwk testJWK
+	if err := json.Unmarshal(raw, &jwk); err != nil {
+		return nil, err
+	}
 	alg := jwk.Alg
 	if _, ok := algorithms[alg]; !ok {
 		// RFC 7520 writes "ES521"; a key without alg gets the algorithm an

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,7 @@ import (
 //     inflated) or a close with 1002 or 1009 (or the client's own close),
 //     and the bytes kept for forwarding are the bytes given; inflate on the
 //     raw bytes never yields more than the limit;
-//   - through a session on a real loopback TCP connection, with the token
+//   - through a session on a real (Unix socket) connection, with the token
 //     of a real HS256 handler and a rule: either the next handler reads
 //     every byte the client sent, unaltered, and the client gets nothing,
 //     or the next handler reads nothing and the client gets exactly one
@@ -39,7 +40,9 @@ import (
 // of the same length, that the rule allows or refuses.
 func FuzzWebsocketFirstMessage(f *testing.F) {
 	h := fuzzWSHandler(f)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A Unix socket: a real connection with half-close, and none of the
+	// TIME_WAIT ports that a loopback TCP connection per input leaves.
+	ln, err := net.Listen("unix", filepath.Join(f.TempDir(), "ws.sock"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -184,9 +187,9 @@ func (f *fuzzWSTarget) session(t *testing.T, ln net.Listener, stream []byte, def
 	h.ws.maxMessage = limit
 	h.ws.timeout = time.Second
 	if hold {
-		h.ws.timeout = 5 * time.Millisecond // a client that sends no more
+		h.ws.timeout = 2 * time.Millisecond // a client that sends no more
 	}
-	client, err := net.Dial("tcp", ln.Addr().String())
+	client, err := net.Dial("unix", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,13 +210,13 @@ func (f *fuzzWSTarget) session(t *testing.T, ln net.Listener, stream []byte, def
 		if hold {
 			<-verdict
 		}
-		_ = client.(*net.TCPConn).CloseWrite()
+		_ = client.(*net.UnixConn).CloseWrite()
 	}()
 	go func() { // the client's receiving half
 		defer wg.Done()
 		sent, _ = io.ReadAll(client)
 		if hold {
-			_ = client.(*net.TCPConn).CloseWrite() // answers the close
+			_ = client.(*net.UnixConn).CloseWrite() // answers the close
 		}
 	}()
 

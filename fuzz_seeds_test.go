@@ -206,6 +206,8 @@ func websocketSeeds(t testing.TB) map[string][]any {
 	ping := frameZeroKey(finBit|opPing, []byte("p"))
 	pong := frameZeroKey(finBit|opPong, nil)
 	stored := deflateWith(t, allow, flate.NoCompression)
+	// A megabyte of zeros deflates to about 1 KiB: within max_message as
+	// sent, far over it once inflated.
 	bomb := deflateWith(t, make([]byte, 1<<20), flate.BestCompression)
 	huge := append([]byte{finBit | opText, maskBit | 127}, binary.BigEndian.AppendUint64(nil, 1<<40)...)
 	type seed struct {
@@ -231,7 +233,8 @@ func websocketSeeds(t testing.TB) map[string][]any {
 		"compressed-fragmented":  {cat(frameZeroKey(opText|rsv1Bit, stored[:9]), ping, frameZeroKey(finBit|opContinuation, stored[9:])), true, 0, 5, false},
 		"compressed-best":        {masked(finBit|opText|rsv1Bit, deflateWith(t, deny, flate.BestCompression)), true, 0, 0, false},
 		"compressed-not-agreed":  {frameZeroKey(finBit|opText|rsv1Bit, stored), false, 0, 0, false},
-		"compression-bomb":       {masked(finBit|opText|rsv1Bit, bomb), true, 1024, 0, false},
+		"compression-bomb":       {masked(finBit|opText|rsv1Bit, bomb), true, 4096, 0, false},
+		"compression-bomb-64KiB": {masked(finBit|opText|rsv1Bit, bomb), true, 0, 9, false},
 		"corrupt-deflate":        {masked(finBit|opText|rsv1Bit, []byte{0xff, 0xfe, 0xfd}), true, 0, 0, false},
 		"exactly-the-limit":      {frameZeroKey(finBit|opText, allow), false, uint16(len(allow)), 0, false},
 		"one-over-the-limit":     {frameZeroKey(finBit|opText, allow), false, uint16(len(allow) - 1), 0, false},

@@ -29,7 +29,7 @@ import (
 // fixed request, to a pass or a *ruleDenied and leaves the claims as they
 // were.
 func FuzzRuleCompile(f *testing.F) {
-	for _, js := range fuzzEvalRules {
+	for _, js := range fuzzRuleEvalRules {
 		f.Add([]byte(js.rule))
 	}
 	claimsJSON := []byte(testClaims)
@@ -53,40 +53,40 @@ func FuzzRuleCompile(f *testing.F) {
 		}
 		// Webhooks call out and templates run what the admin wrote (a
 		// config, not a request, is trusted): neither is evaluated here.
-		if fuzzCallsOut(&r) {
+		if fuzzRuleCallsOut(&r) {
 			return
 		}
-		claims := fuzzDecodeClaims(t, claimsJSON)
+		claims := fuzzRuleMustClaims(t, claimsJSON)
 		id := &identity{token: "the.caller.token", claims: claims}
-		req := fuzzRequest("/docs/a", "res=docs&n=7", http.Header{"X-User": {"user-1"}}, []byte(`{"owner":"user-1","doc":"docs","items":[1,2]}`))
+		req := fuzzRuleRequest("/docs/a", "res=docs&n=7", http.Header{"X-User": {"user-1"}}, []byte(`{"owner":"user-1","doc":"docs","items":[1,2]}`))
 		h := &Handler{program: p, now: func() time.Time { return ruleClock }}
-		fuzzCheckVerdict(t, h.authorize(req, caddyhttp.NewTestReplacer(req), id))
-		if !reflect.DeepEqual(claims, fuzzDecodeClaims(t, claimsJSON)) {
+		fuzzRuleCheckVerdict(t, h.authorize(req, caddyhttp.NewTestReplacer(req), id))
+		if !reflect.DeepEqual(claims, fuzzRuleMustClaims(t, claimsJSON)) {
 			t.Fatalf("evaluating %s changed the claims", data)
 		}
 	})
 }
 
-// fuzzCallsOut reports whether a rule holds a webhook or a transform.
-func fuzzCallsOut(r *Rule) bool {
+// fuzzRuleCallsOut reports whether a rule holds a webhook or a transform.
+func fuzzRuleCallsOut(r *Rule) bool {
 	if r == nil {
 		return false
 	}
-	if r.Rule == "webhook" || r.Rule == "transform" || fuzzCallsOut(r.Clause) {
+	if r.Rule == "webhook" || r.Rule == "transform" || fuzzRuleCallsOut(r.Clause) {
 		return true
 	}
 	for _, c := range r.Clauses {
-		if fuzzCallsOut(c) {
+		if fuzzRuleCallsOut(c) {
 			return true
 		}
 	}
 	return false
 }
 
-// fuzzEvalRules exercise every operator, type, variable source, utils
+// fuzzRuleEvalRules exercise every operator, type, variable source, utils
 // function, bracket form and action; editsBody marks those whose verdict
 // may rewrite the JSON body.
-var fuzzEvalRules = []struct {
+var fuzzRuleEvalRules = []struct {
 	rule      string
 	editsBody bool
 }{
@@ -146,8 +146,8 @@ var fuzzEvalRules = []struct {
 // does not edit the body hands the next handler the body byte for byte; an
 // edited body is JSON of its declared length; no header gets a line break.
 func FuzzRuleEval(f *testing.F) {
-	programs := make([]*program, len(fuzzEvalRules))
-	for i, r := range fuzzEvalRules {
+	programs := make([]*program, len(fuzzRuleEvalRules))
+	for i, r := range fuzzRuleEvalRules {
 		p, err := compileRule(mustRule(f, r.rule))
 		if err != nil {
 			f.Fatalf("rule %d: %v", i, err)
@@ -161,18 +161,18 @@ func FuzzRuleEval(f *testing.F) {
 		if len(claimsJSON) > 4096 || len(body) > 4096 || len(query)+len(headers) > 2048 {
 			return
 		}
-		claims, ok := fuzzClaims(claimsJSON)
+		claims, ok := fuzzRuleClaims(claimsJSON)
 		if !ok {
 			return // the verifier takes only a JSON object as claims
 		}
-		hdr := fuzzHeaders(headers)
+		hdr := fuzzRuleHeaders(headers)
 		for i, p := range programs {
 			id := &identity{token: "the.caller.token", claims: claims}
-			req := fuzzRequest("/docs/a", query, hdr.Clone(), body)
+			req := fuzzRuleRequest("/docs/a", query, hdr.Clone(), body)
 			h := &Handler{program: p, now: func() time.Time { return ruleClock }}
 			err := h.authorize(req, caddyhttp.NewTestReplacer(req), id)
-			fuzzCheckVerdict(t, err)
-			if fresh, _ := fuzzClaims(claimsJSON); !reflect.DeepEqual(claims, fresh) {
+			fuzzRuleCheckVerdict(t, err)
+			if fresh, _ := fuzzRuleClaims(claimsJSON); !reflect.DeepEqual(claims, fresh) {
 				t.Fatalf("rule %d changed the claims", i)
 			}
 			got, rerr := io.ReadAll(req.Body)
@@ -180,7 +180,7 @@ func FuzzRuleEval(f *testing.F) {
 				t.Fatalf("rule %d: next handler cannot read the body: %v", i, rerr)
 			}
 			if !bytes.Equal(got, body) {
-				if !fuzzEvalRules[i].editsBody {
+				if !fuzzRuleEvalRules[i].editsBody {
 					t.Fatalf("rule %d altered the body %q into %q", i, body, got)
 				}
 				if !json.Valid(got) || req.ContentLength != int64(len(got)) || req.Header.Get("Content-Length") != strconv.Itoa(len(got)) {
@@ -198,9 +198,9 @@ func FuzzRuleEval(f *testing.F) {
 	})
 }
 
-// fuzzCheckVerdict: a rule passes (nil) or refuses with a *ruleDenied
+// fuzzRuleCheckVerdict: a rule passes (nil) or refuses with a *ruleDenied
 // whose message is set; a body within the limit is never a request error.
-func fuzzCheckVerdict(t *testing.T, err error) {
+func fuzzRuleCheckVerdict(t *testing.T, err error) {
 	t.Helper()
 	if err == nil {
 		return
@@ -214,9 +214,9 @@ func fuzzCheckVerdict(t *testing.T, err error) {
 	}
 }
 
-// fuzzClaims decodes claims as the verifier does (decodeClaims): a JSON
+// fuzzRuleClaims decodes claims as the verifier does (decodeClaims): a JSON
 // object with exact numbers, nothing after it.
-func fuzzClaims(raw []byte) (map[string]any, bool) {
+func fuzzRuleClaims(raw []byte) (map[string]any, bool) {
 	if !isJSONObject(raw) {
 		return nil, false
 	}
@@ -229,18 +229,18 @@ func fuzzClaims(raw []byte) (map[string]any, bool) {
 	return c, true
 }
 
-func fuzzDecodeClaims(t *testing.T, raw []byte) map[string]any {
+func fuzzRuleMustClaims(t *testing.T, raw []byte) map[string]any {
 	t.Helper()
-	c, ok := fuzzClaims(raw)
+	c, ok := fuzzRuleClaims(raw)
 	if !ok {
 		t.Fatalf("claims %s", raw)
 	}
 	return c
 }
 
-// fuzzHeaders reads "Name: value" lines, keeping only what net/http's
+// fuzzRuleHeaders reads "Name: value" lines, keeping only what net/http's
 // server would accept.
-func fuzzHeaders(s string) http.Header {
+func fuzzRuleHeaders(s string) http.Header {
 	h := http.Header{}
 	for line := range strings.SplitSeq(s, "\n") {
 		name, value, ok := strings.Cut(line, ":")
@@ -252,8 +252,8 @@ func fuzzHeaders(s string) http.Header {
 	return h
 }
 
-// fuzzRequest is a POST with a JSON body, as the server would hand it on.
-func fuzzRequest(path, query string, h http.Header, body []byte) *http.Request {
+// fuzzRuleRequest is a POST with a JSON body, as the server would hand it on.
+func fuzzRuleRequest(path, query string, h http.Header, body []byte) *http.Request {
 	h.Set("Content-Type", "application/json")
 	return &http.Request{
 		Method:        http.MethodPost,

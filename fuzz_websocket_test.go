@@ -58,13 +58,13 @@ func FuzzWebsocketFirstMessage(f *testing.F) {
 		// The frame reader alone.
 		whole := &firstMessage{maxMessage: limit, deflate: deflate, raw: stream}
 		msg, perr := whole.parse()
-		fuzzCheckParse(t, whole, stream, msg, perr, limit)
+		fuzzWSCheckParse(t, whole, stream, msg, perr, limit)
 		parts := &firstMessage{maxMessage: limit, deflate: deflate}
 		pmsg, pperr := feed(parts, stream, int(chunk)+1)
-		if !bytes.Equal(pmsg, msg) || (pmsg == nil) != (msg == nil) || closeCode(pperr) != closeCode(perr) {
+		if !bytes.Equal(pmsg, msg) || (pmsg == nil) != (msg == nil) || fuzzWSCloseCode(pperr) != fuzzWSCloseCode(perr) {
 			t.Fatalf("in chunks of %d: %q, %v; whole: %q, %v", int(chunk)+1, pmsg, pperr, msg, perr)
 		}
-		if out, err := inflate(stream, limit); len(out) > limit || (err != nil && closeCode(err) != closeProtocolError && closeCode(err) != closeMessageTooBig) {
+		if out, err := inflate(stream, limit); len(out) > limit || (err != nil && fuzzWSCloseCode(err) != closeProtocolError && fuzzWSCloseCode(err) != closeMessageTooBig) {
 			t.Fatalf("inflate gave %d bytes (limit %d), %v", len(out), limit, err)
 		}
 
@@ -95,13 +95,13 @@ func FuzzWebsocketFirstMessage(f *testing.F) {
 		if want := closeFrame(cerr.code, cerr.reason); !bytes.Equal(sent, want) {
 			t.Fatalf("closed with %v: client got %q, want %q", cerr, sent, want)
 		}
-		if cerr.code == closeProtocolError && closeCode(perr) != closeProtocolError {
+		if cerr.code == closeProtocolError && fuzzWSCloseCode(perr) != closeProtocolError {
 			t.Fatalf("session saw a protocol error (%s) the frame reader did not: %v", cerr.reason, perr)
 		}
 	})
 }
 
-func closeCode(err error) int {
+func fuzzWSCloseCode(err error) int {
 	var ce *closeError
 	if errors.As(err, &ce) {
 		return ce.code
@@ -109,9 +109,9 @@ func closeCode(err error) int {
 	return -1
 }
 
-// fuzzCheckParse: one outcome of the frame reader, and the raw bytes kept
+// fuzzWSCheckParse: one outcome of the frame reader, and the raw bytes kept
 // as they came.
-func fuzzCheckParse(t *testing.T, m *firstMessage, stream, msg []byte, err error, limit int) {
+func fuzzWSCheckParse(t *testing.T, m *firstMessage, stream, msg []byte, err error, limit int) {
 	t.Helper()
 	if !bytes.Equal(m.raw, stream) || m.off > len(m.raw) {
 		t.Fatalf("raw bytes changed or overrun (off %d of %d)", m.off, len(m.raw))
@@ -122,7 +122,7 @@ func fuzzCheckParse(t *testing.T, m *firstMessage, stream, msg []byte, err error
 	case msg != nil && len(msg) > limit:
 		t.Fatalf("message of %d bytes over the limit %d", len(msg), limit)
 	case err != nil:
-		switch c := closeCode(err); c {
+		switch c := fuzzWSCloseCode(err); c {
 		case 0, closeProtocolError, closeMessageTooBig:
 		default:
 			t.Fatalf("frame reader error %v (code %d)", err, c)

@@ -11,38 +11,38 @@ import (
 	"testing"
 )
 
-// TestWriteFuzzSeeds writes the seed corpora of the fuzz targets in this
-// package to testdata/fuzz/<target>/, where plain `go test` runs them as
-// regression cases. Run it after changing a seed:
+// TestWriteRuleAndWebsocketFuzzSeeds writes the seed corpora of the rule
+// and websocket fuzz targets to testdata/fuzz/<target>/seed-*, where plain
+// `go test` runs them as regression cases. Run it after changing a seed:
 //
-//	JWT_GUARD_WRITE_FUZZ_SEEDS=1 go test -run '^TestWriteFuzzSeeds$' .
+//	JWT_GUARD_WRITE_FUZZ_SEEDS=1 go test -run '^TestWriteRuleAndWebsocketFuzzSeeds$' .
 //
 // Inputs the fuzzer found (crashes fixed since) live beside them under
 // their hash names and are kept.
-func TestWriteFuzzSeeds(t *testing.T) {
+func TestWriteRuleAndWebsocketFuzzSeeds(t *testing.T) {
 	if os.Getenv("JWT_GUARD_WRITE_FUZZ_SEEDS") == "" {
 		t.Skip("set JWT_GUARD_WRITE_FUZZ_SEEDS=1 to rewrite testdata/fuzz seeds")
 	}
 	for target, seeds := range map[string]map[string][]any{
-		"FuzzRuleCompile":           ruleCompileSeeds(),
-		"FuzzRuleEval":              ruleEvalSeeds(),
-		"FuzzRuleCaddyfile":         ruleCaddyfileSeeds(),
-		"FuzzWebsocketFirstMessage": websocketSeeds(t),
+		"FuzzRuleCompile":           fuzzRuleCompileSeeds(),
+		"FuzzRuleEval":              fuzzRuleEvalSeeds(),
+		"FuzzRuleCaddyfile":         fuzzRuleCaddyfileSeeds(),
+		"FuzzWebsocketFirstMessage": fuzzWSSeeds(t),
 	} {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		for name, vals := range seeds {
-			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), corpusFile(vals...), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "seed-"+name), fuzzSeedFile(vals...), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 }
 
-// corpusFile encodes values in Go's fuzz corpus format (go test fuzz v1).
-func corpusFile(vals ...any) []byte {
+// fuzzSeedFile encodes values in Go's fuzz corpus format (go test fuzz v1).
+func fuzzSeedFile(vals ...any) []byte {
 	var b bytes.Buffer
 	b.WriteString("go test fuzz v1\n")
 	for _, v := range vals {
@@ -60,9 +60,9 @@ func corpusFile(vals ...any) []byte {
 	return b.Bytes()
 }
 
-func ruleCompileSeeds() map[string][]any {
+func fuzzRuleCompileSeeds() map[string][]any {
 	seeds := map[string][]any{}
-	for i, r := range fuzzEvalRules {
+	for i, r := range fuzzRuleEvalRules {
 		seeds[fmt.Sprintf("eval-rule-%02d", i)] = []any{[]byte(r.rule)}
 	}
 	for name, js := range map[string]string{
@@ -95,7 +95,7 @@ func ruleCompileSeeds() map[string][]any {
 	return seeds
 }
 
-func ruleEvalSeeds() map[string][]any {
+func fuzzRuleEvalSeeds() map[string][]any {
 	const query = "res=docs&role=admin&n=7&k=plan&i=0&flag=true&d=2026-01-01T10:00:00Z&token=t&via=x"
 	const headers = "X-User: user-1\nAuthorization: Bearer x\nX-Roles: spoofed"
 	return map[string][]any{
@@ -113,7 +113,7 @@ func ruleEvalSeeds() map[string][]any {
 	}
 }
 
-func ruleCaddyfileSeeds() map[string][]any {
+func fuzzRuleCaddyfileSeeds() map[string][]any {
 	seeds := map[string][]any{}
 	for name, text := range map[string]string{
 		"keyword":      "authenticated",
@@ -158,15 +158,15 @@ func ruleCaddyfileSeeds() map[string][]any {
 	return seeds
 }
 
-// frameZeroKey is a masked client frame whose masking key is zero, so that
+// fuzzWSFrameZeroKey is a masked client frame whose masking key is zero, so that
 // its payload shows on the wire as is (and a marker in it is found).
-func frameZeroKey(b0 byte, payload []byte) []byte {
-	return frameWithKey(b0, payload, [4]byte{})
+func fuzzWSFrameZeroKey(b0 byte, payload []byte) []byte {
+	return fuzzWSFrameWithKey(b0, payload, [4]byte{})
 }
 
-// frameWithKey is a client frame masked with key (frame picks a random
+// fuzzWSFrameWithKey is a client frame masked with key (frame picks a random
 // one; seeds stay the same each time they are written).
-func frameWithKey(b0 byte, payload []byte, key [4]byte) []byte {
+func fuzzWSFrameWithKey(b0 byte, payload []byte, key [4]byte) []byte {
 	f := []byte{b0}
 	switch n := len(payload); {
 	case n < 126:
@@ -184,9 +184,9 @@ func frameWithKey(b0 byte, payload []byte, key [4]byte) []byte {
 	return f
 }
 
-// deflateWith compresses a message as permessage-deflate does, at level
+// fuzzWSDeflate compresses a message as permessage-deflate does, at level
 // (flate.NoCompression keeps the text as is, in stored blocks).
-func deflateWith(t testing.TB, msg []byte, level int) []byte {
+func fuzzWSDeflate(t testing.TB, msg []byte, level int) []byte {
 	var buf bytes.Buffer
 	zw, _ := flate.NewWriter(&buf, level)
 	_, _ = zw.Write(msg)
@@ -196,19 +196,19 @@ func deflateWith(t testing.TB, msg []byte, level int) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), deflateTail)
 }
 
-func websocketSeeds(t testing.TB) map[string][]any {
+func fuzzWSSeeds(t testing.TB) map[string][]any {
 	allow := authMessage(fuzzWSMarker("allow"))
 	deny := authMessage(fuzzWSMarker("deny"))
 	masked := func(b0 byte, payload []byte) []byte {
-		return frameWithKey(b0, payload, [4]byte{0x37, 0xfa, 0x21, 0x3d})
+		return fuzzWSFrameWithKey(b0, payload, [4]byte{0x37, 0xfa, 0x21, 0x3d})
 	}
 	cat := func(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
-	ping := frameZeroKey(finBit|opPing, []byte("p"))
-	pong := frameZeroKey(finBit|opPong, nil)
-	stored := deflateWith(t, allow, flate.NoCompression)
+	ping := fuzzWSFrameZeroKey(finBit|opPing, []byte("p"))
+	pong := fuzzWSFrameZeroKey(finBit|opPong, nil)
+	stored := fuzzWSDeflate(t, allow, flate.NoCompression)
 	// A megabyte of zeros deflates to about 1 KiB: within max_message as
 	// sent, far over it once inflated.
-	bomb := deflateWith(t, make([]byte, 1<<20), flate.BestCompression)
+	bomb := fuzzWSDeflate(t, make([]byte, 1<<20), flate.BestCompression)
 	huge := append([]byte{finBit | opText, maskBit | 127}, binary.BigEndian.AppendUint64(nil, 1<<40)...)
 	type seed struct {
 		stream  []byte
@@ -218,29 +218,29 @@ func websocketSeeds(t testing.TB) map[string][]any {
 		hold    bool
 	}
 	list := map[string]seed{
-		"allowed":                {frameZeroKey(finBit|opText, allow), false, 0, 0, false},
-		"allowed-binary":         {frameZeroKey(finBit|opBinary, allow), false, 0, 7, false},
-		"allowed-then-more":      {cat(frameZeroKey(finBit|opText, allow), masked(finBit|opText, []byte("second")), []byte("trailing garbage")), false, 0, 255, false},
-		"allowed-hold":           {frameZeroKey(finBit|opText, allow), false, 0, 0, true},
-		"denied-by-rule":         {frameZeroKey(finBit|opText, deny), false, 0, 0, false},
+		"allowed":                {fuzzWSFrameZeroKey(finBit|opText, allow), false, 0, 0, false},
+		"allowed-binary":         {fuzzWSFrameZeroKey(finBit|opBinary, allow), false, 0, 7, false},
+		"allowed-then-more":      {cat(fuzzWSFrameZeroKey(finBit|opText, allow), masked(finBit|opText, []byte("second")), []byte("trailing garbage")), false, 0, 255, false},
+		"allowed-hold":           {fuzzWSFrameZeroKey(finBit|opText, allow), false, 0, 0, true},
+		"denied-by-rule":         {fuzzWSFrameZeroKey(finBit|opText, deny), false, 0, 0, false},
 		"no-token":               {masked(finBit|opText, []byte(`{"data":{"tok":"x"}}`)), false, 0, 0, false},
 		"not-json":               {masked(finBit|opText, []byte("hello")), false, 0, 0, false},
 		"garbage-token":          {masked(finBit|opText, authMessage("a.b.c")), false, 0, 0, false},
-		"fragmented":             {cat(frameZeroKey(opText, allow[:10]), frameZeroKey(opContinuation, allow[10:25]), frameZeroKey(finBit|opContinuation, allow[25:])), false, 0, 3, false},
-		"ping-before":            {cat(ping, pong, frameZeroKey(finBit|opText, allow)), false, 0, 0, false},
-		"ping-between-fragments": {cat(frameZeroKey(opText, allow[:20]), ping, frameZeroKey(finBit|opContinuation, allow[20:])), false, 0, 1, false},
-		"compressed-stored":      {frameZeroKey(finBit|opText|rsv1Bit, stored), true, 0, 0, false},
-		"compressed-fragmented":  {cat(frameZeroKey(opText|rsv1Bit, stored[:9]), ping, frameZeroKey(finBit|opContinuation, stored[9:])), true, 0, 5, false},
-		"compressed-best":        {masked(finBit|opText|rsv1Bit, deflateWith(t, deny, flate.BestCompression)), true, 0, 0, false},
-		"compressed-not-agreed":  {frameZeroKey(finBit|opText|rsv1Bit, stored), false, 0, 0, false},
+		"fragmented":             {cat(fuzzWSFrameZeroKey(opText, allow[:10]), fuzzWSFrameZeroKey(opContinuation, allow[10:25]), fuzzWSFrameZeroKey(finBit|opContinuation, allow[25:])), false, 0, 3, false},
+		"ping-before":            {cat(ping, pong, fuzzWSFrameZeroKey(finBit|opText, allow)), false, 0, 0, false},
+		"ping-between-fragments": {cat(fuzzWSFrameZeroKey(opText, allow[:20]), ping, fuzzWSFrameZeroKey(finBit|opContinuation, allow[20:])), false, 0, 1, false},
+		"compressed-stored":      {fuzzWSFrameZeroKey(finBit|opText|rsv1Bit, stored), true, 0, 0, false},
+		"compressed-fragmented":  {cat(fuzzWSFrameZeroKey(opText|rsv1Bit, stored[:9]), ping, fuzzWSFrameZeroKey(finBit|opContinuation, stored[9:])), true, 0, 5, false},
+		"compressed-best":        {masked(finBit|opText|rsv1Bit, fuzzWSDeflate(t, deny, flate.BestCompression)), true, 0, 0, false},
+		"compressed-not-agreed":  {fuzzWSFrameZeroKey(finBit|opText|rsv1Bit, stored), false, 0, 0, false},
 		"compression-bomb":       {masked(finBit|opText|rsv1Bit, bomb), true, 4096, 0, false},
 		"compression-bomb-64KiB": {masked(finBit|opText|rsv1Bit, bomb), true, 0, 9, false},
 		"corrupt-deflate":        {masked(finBit|opText|rsv1Bit, []byte{0xff, 0xfe, 0xfd}), true, 0, 0, false},
-		"exactly-the-limit":      {frameZeroKey(finBit|opText, allow), false, uint16(len(allow)), 0, false},
-		"one-over-the-limit":     {frameZeroKey(finBit|opText, allow), false, uint16(len(allow) - 1), 0, false},
+		"exactly-the-limit":      {fuzzWSFrameZeroKey(finBit|opText, allow), false, uint16(len(allow)), 0, false},
+		"one-over-the-limit":     {fuzzWSFrameZeroKey(finBit|opText, allow), false, uint16(len(allow) - 1), 0, false},
 		"oversized-announced":    {huge, false, 0, 0, false},
 		"oversized-16bit":        {masked(finBit|opText, bytes.Repeat([]byte("x"), 300)), false, 200, 0, false},
-		"many-pings":             {cat(bytes.Repeat(ping, 400), frameZeroKey(finBit|opText, allow)), false, 64, 0, false},
+		"many-pings":             {cat(bytes.Repeat(ping, 400), fuzzWSFrameZeroKey(finBit|opText, allow)), false, 64, 0, false},
 		"unmasked":               {[]byte{finBit | opText, 1, 'x'}, false, 0, 0, false},
 		"rsv2":                   {masked(finBit|opText|rsv2Bit, []byte("x")), false, 0, 0, false},
 		"unknown-opcode":         {masked(finBit|0x3, nil), false, 0, 0, false},
@@ -248,8 +248,8 @@ func websocketSeeds(t testing.TB) map[string][]any {
 		"long-ping":              {masked(finBit|opPing, bytes.Repeat([]byte("p"), 126)), false, 0, 0, false},
 		"non-minimal-length":     {[]byte{finBit | opText, maskBit | 126, 0, 5, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o'}, false, 0, 0, false},
 		"close-first":            {masked(finBit|opClose, []byte{0x03, 0xe8}), false, 0, 0, false},
-		"half-a-frame":           {frameZeroKey(finBit|opText, allow)[:40], false, 0, 0, false},
-		"half-a-frame-hold":      {frameZeroKey(finBit|opText, allow)[:40], false, 0, 0, true},
+		"half-a-frame":           {fuzzWSFrameZeroKey(finBit|opText, allow)[:40], false, 0, 0, false},
+		"half-a-frame-hold":      {fuzzWSFrameZeroKey(finBit|opText, allow)[:40], false, 0, 0, true},
 		"empty":                  {nil, false, 0, 0, false},
 		"empty-message":          {masked(finBit|opText, nil), false, 0, 0, false},
 	}

@@ -137,7 +137,16 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request, repl *c
 		ww.h2 = h.newSession(r, repl, &h2Stream{body: r.Body, w: w, rc: http.NewResponseController(w), r: r})
 		r.Body = &wsBody{ww.h2}
 	}
-	return next.ServeHTTP(ww, r)
+	err := next.ServeHTTP(ww, r)
+	switch {
+	case ww.refused:
+		return nil // answered with the 401 already
+	case err != nil && !ww.wroteHeader:
+		// An error instead of a switch (a file_server's 404, a proxy's
+		// 502) would tell a client without a token what is behind us.
+		return h.refuse(w, repl, errTokenMissing)
+	}
+	return err
 }
 
 func (h *Handler) newSession(r *http.Request, repl *caddy.Replacer, conn net.Conn) *wsSession {

@@ -813,3 +813,60 @@ func TestWebsocketAccessLogShowsFirstMessageUser(t *testing.T) {
 		t.Errorf("access log contains the token:\n%s", logged)
 	}
 }
+
+// TestUpgradeHeadersRevealNothingBehindTheGuard: a tokenless request that
+// only claims to be a websocket is passed on to the next handler, so what
+// that handler answers (a file_server's 404 for a missing file, a proxy's
+// 502) must become the 401 as well, or the guard is an oracle for what
+// exists behind it.
+func TestUpgradeHeadersRevealNothingBehindTheGuard(t *testing.T) {
+	k := testKeys(t)
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "files", "present.txt"), []byte("secret file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tester := startCaddy(t, fmt.Sprintf(`
+	handle /files/* {
+		jwt_guard {
+			secret HS256 %[1]s
+		}
+		file_server {
+			root %[2]s
+		}
+	}
+	handle /down/* {
+		jwt_guard {
+			secret HS256 %[1]s
+		}
+		reverse_proxy 127.0.0.1:1
+	}
+	handle /err/* {
+		jwt_guard {
+			secret HS256 %[1]s
+		}
+		error "no such thing" 404
+	}
+	handle_errors {
+		respond "error page {err.status_code} {err.message}"
+	}
+`, k.hmac, root))
+	upgrade := []string{"Connection: Upgrade", "Upgrade: websocket",
+		"Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="}
+	for _, path := range []string{"/files/present.txt", "/files/absent.txt", "/files/", "/down/x", "/err/x"} {
+		t.Run(path, func(t *testing.T) {
+			resp, body := get(t, tester, baseURL+path, upgrade...)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("status %d, body %q; want 401", resp.StatusCode, body)
+			}
+			if strings.Contains(body, "secret file") || strings.Contains(body, "no such thing") || strings.Contains(body, "404") || strings.Contains(body, "502") {
+				t.Errorf("body %q tells what is behind the guard", body)
+			}
+			if resp.Header.Get("WWW-Authenticate") != `Bearer realm="restricted"` {
+				t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}

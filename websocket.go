@@ -420,7 +420,12 @@ func (s *wsSession) check(msg []byte) (*identity, *closeError) {
 		return nil, s.refusal(err)
 	}
 	claimsFor(s.r, s.repl).publish(s.repl, id, s.h.UserIDClaim)
-	if err := s.h.authorize(s.r, s.repl, id); err != nil {
+	// args.params stays unset: over HTTP/2 the request body is the
+	// websocket stream itself (reading it here would read the stream while
+	// judging its first message), and over HTTP/1.1 the request may not be
+	// read after the hijack.
+	env := &ruleEnv{r: s.r, repl: s.repl, id: id, now: s.h.now, prog: s.h.program, paramsLoaded: true}
+	if err := s.h.evaluate(env); err != nil {
 		return nil, s.refusal(err)
 	}
 	return id, nil

@@ -161,6 +161,13 @@ func wsSite(t *testing.T, backend string) string {
 		}
 		respond "members only"
 	}
+	handle /params/* {
+		jwt_guard {
+			secret HS256 %[1]s
+			rule match args.params.room == lobby
+		}
+		reverse_proxy %[2]s
+	}
 `, k.hmac, strings.TrimPrefix(backend, "http://"))
 }
 

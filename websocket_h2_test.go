@@ -106,6 +106,13 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 			t.Errorf("closed before exp")
 		}
 	})
+	t.Run("rule on args.params does not read the stream as a body", func(t *testing.T) {
+		// The stream is the request body: a rule reading the body would
+		// read the websocket itself while judging its first message.
+		c := h2Dial(t, "/params/h2", http.Header{"Content-Type": {"application/json"}})
+		c.write(t, frame(opText|finBit, authMessage(valid)))
+		c.expectClose(t, 4403)
+	})
 	t.Run("extended CONNECT to an ordinary route does not skip the token", func(t *testing.T) {
 		resp := h2Connect(t, "/plain/", nil)
 		body, _ := io.ReadAll(resp.Body)

@@ -130,6 +130,13 @@ func isWebsocket(r *http.Request) bool {
 // next, which will take over the connection; the first message is
 // authenticated there.
 func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	// The rule's force and remove come too late for the handshake: strip
+	// what they edit, or a client could hand the backend its own
+	// X-User-Id and authenticate as someone else in its first message.
+	strip := ruleEnv{r: r}
+	for _, t := range h.program.handshakeStrip {
+		strip.remove(t)
+	}
 	ww := &wsResponseWriter{ResponseWriter: w, h: h, r: r, repl: repl}
 	if r.ProtoMajor == 2 {
 		// Over HTTP/2 the stream is the request body and the response:

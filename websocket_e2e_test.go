@@ -877,3 +877,56 @@ func TestUpgradeHeadersRevealNothingBehindTheGuard(t *testing.T) {
 		})
 	}
 }
+
+// TestWebsocketHandshakeCarriesNoSpoofedIdentity: a rule that forces or
+// removes a header or query parameter cannot edit a first-message
+// websocket's handshake (it goes on before the token is known), so the
+// client's own values for them must not reach the backend either: else
+// `remove args.query.headers.X-User-Id` would let any client that sends
+// its token in the first message name itself admin to the backend.
+func TestWebsocketHandshakeCarriesNoSpoofedIdentity(t *testing.T) {
+	k := testKeys(t)
+	type seen struct{ user, role, keep, debug, page string }
+	got := make(chan seen, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Header.Get("X-User-Id"), r.Header.Get("X-Role"), r.Header.Get("X-Keep"),
+			r.URL.Query().Get("debug"), r.URL.Query().Get("page")}
+		c, err := cws.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, data, err := c.Read(r.Context())
+			if err != nil || c.Write(r.Context(), typ, data) != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(backend.Close)
+	startCaddy(t, fmt.Sprintf(`
+	handle /ws/* {
+		jwt_guard {
+			secret HS256 %s
+			rule and {
+				remove args.query.headers.X-User-Id args.query.params.debug
+				force args.query.headers.X-Role args.auth.role
+			}
+		}
+		reverse_proxy %s
+	}
+`, k.hmac, strings.TrimPrefix(backend.URL, "http://")))
+
+	c := gorillaDial(t, "/ws/x?debug=1&page=2", http.Header{
+		"X-User-Id": {"admin"}, "X-Role": {"admin"}, "X-Keep": {"yes"},
+	})
+	first := authMessage(hs256(t, claims{"sub": "user-1", "role": "viewer", "exp": time.Now().Add(time.Hour).Unix()}))
+	if err := c.WriteMessage(gws.TextMessage, first); err != nil {
+		t.Fatal(err)
+	}
+	gorillaEcho(t, c, first)
+	want := seen{keep: "yes", page: "2"}
+	if s := <-got; s != want {
+		t.Errorf("backend's handshake had %+v; want %+v (the rule's headers and parameters stripped, the rest kept)", s, want)
+	}
+}

@@ -560,7 +560,9 @@ func (s *wsSession) write(p []byte) (int, error) {
 				return len(p), nil
 			}
 			s.mu.Unlock()
-			<-s.decided
+			if !s.awaitVerdict() {
+				return 0, os.ErrDeadlineExceeded
+			}
 			s.mu.Lock()
 			continue
 		}
@@ -576,6 +578,22 @@ func (s *wsSession) write(p []byte) (int, error) {
 		s.closeExpired()
 	}
 	return n, err
+}
+
+// awaitVerdict waits for the verdict, but not past when it is overdue: if
+// nobody reads the first message (over HTTP/2, a backend that answered
+// 200 instead of switching protocols), none would ever come, and a
+// backend writing more than wsHoldLimit would pin its goroutine and
+// connection for good.
+func (s *wsSession) awaitVerdict() bool {
+	t := time.NewTimer(time.Until(s.start.Add(s.h.ws.timeout + 2*wsLinger)))
+	defer t.Stop()
+	select {
+	case <-s.decided:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // expire runs when the token's exp (plus leeway) passes.

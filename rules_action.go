@@ -179,8 +179,15 @@ func (c *compiler) noteHandshakeTargets(targets []*target) {
 }
 
 func (a *actionRule) eval(env *ruleEnv) error {
-	if a.clause != nil && a.clause.eval(env) != nil {
-		return nil // Space Cloud: a failing clause skips the action
+	if a.clause != nil {
+		if err := a.clause.eval(env); err != nil {
+			// An outage is no answer: skipping would keep, say, the
+			// spoofed header a remove is there to strip.
+			if d, ok := err.(*ruleDenied); ok && d.unavailable {
+				return withError(err, a.errMsg)
+			}
+			return nil // Space Cloud: a failing clause skips the action
+		}
 	}
 	if !a.force {
 		for _, t := range a.targets {

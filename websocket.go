@@ -146,6 +146,11 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request, repl *c
 	}
 	err := next.ServeHTTP(ww, r)
 	switch {
+	case ww.h2 != nil && ww.h2.neverSwitched():
+		// A backend's own 200 to the extended CONNECT, never read as a
+		// websocket: what it answered stays behind the guard.
+		clear(w.Header())
+		return h.refuse(w, repl, errTokenMissing)
 	case ww.refused:
 		return nil // answered with the 401 already
 	case err != nil && !ww.wroteHeader:
@@ -198,10 +203,15 @@ func (w *wsResponseWriter) WriteHeader(code int) {
 	if code == http.StatusOK && w.h2 != nil && caddyhttp.GetVar(w.r.Context(), h2WebsocketVar) != nil {
 		// reverse_proxy is switching this stream to the websocket protocol.
 		// Everything written from now on is held until the first message
-		// is accepted.
+		// is accepted. The 200 itself waits for the first read of the
+		// stream: reverse_proxy answers an ordinary 200 from the backend
+		// the same way, but never reads the stream then, and that answer
+		// (its status and headers) must become the 401 (serveWebsocket).
 		w.wroteHeader = true
 		w.h2.fm.deflate = deflateNegotiated(w.ResponseWriter.Header())
-		w.ResponseWriter.WriteHeader(code)
+		w.h2.mu.Lock()
+		w.h2.switchPending = true
+		w.h2.mu.Unlock()
 		return
 	}
 	if code < 200 {
@@ -239,6 +249,9 @@ func (w *wsResponseWriter) FlushError() error {
 	if s != nil && !s.passthrough.Load() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if s.switchPending {
+			return nil // nothing is sent before the 200
+		}
 	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
@@ -298,6 +311,12 @@ type wsSession struct {
 	expired bool          // exp has passed; close at the next frame boundary
 	closed  bool
 	timers  []*time.Timer
+
+	// switchPending is set over HTTP/2 between reverse_proxy's 200 and the
+	// first read of the stream, when the 200 is actually sent; overflow
+	// when the backend wrote more than wsHoldLimit meanwhile (dropped: a
+	// backend that switched has not had the time to).
+	switchPending, overflow bool
 }
 
 // wsConn is the client connection as the next handler sees it.
@@ -366,9 +385,40 @@ func (s *wsSession) close() error {
 	return s.conn.Close()
 }
 
+// sendSwitch sends the 200 of an HTTP/2 websocket held by WriteHeader, now
+// that reverse_proxy reads the stream. It reports false when backend bytes
+// were dropped meanwhile.
+func (s *wsSession) sendSwitch() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.switchPending {
+		return true
+	}
+	s.switchPending = false
+	st := s.conn.(*h2Stream)
+	st.w.WriteHeader(http.StatusOK)
+	_ = st.rc.Flush()
+	return !s.overflow
+}
+
+// neverSwitched reports (once the next handler is done) whether a 200 was
+// held and the stream never read, and keeps it from being sent.
+func (s *wsSession) neverSwitched() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := s.switchPending
+	s.switchPending = false
+	return pending
+}
+
 // authenticate reads the first message, verifies its token and evaluates
 // the rule. On failure it has closed the websocket and returns why.
 func (s *wsSession) authenticate() error {
+	if !s.sendSwitch() {
+		cerr := &closeError{closeInternalError, "backend sent too much before the first message"}
+		s.fail(cerr)
+		return cerr
+	}
 	_ = s.conn.SetReadDeadline(s.start.Add(s.h.ws.timeout))
 	msg, cerr := s.readFirstMessage()
 	var id *identity
@@ -556,6 +606,13 @@ func (s *wsSession) write(p []byte) (int, error) {
 			}
 			if len(s.held)+len(p) <= wsHoldLimit {
 				s.held = append(s.held, p...)
+				s.mu.Unlock()
+				return len(p), nil
+			}
+			if s.switchPending {
+				// Most likely a backend's own answer that nobody will
+				// read as a websocket: drop it rather than wait.
+				s.overflow = true
 				s.mu.Unlock()
 				return len(p), nil
 			}

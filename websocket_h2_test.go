@@ -54,6 +54,7 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 	plainDone := make(chan struct{}, 1)
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { plainDone <- struct{}{} }()
+		w.Header().Set("X-Backend", "answered")
 		chunk := bytes.Repeat([]byte("p"), 64<<10)
 		for i := 0; i < 256; i++ {
 			if _, err := w.Write(chunk); err != nil {
@@ -136,6 +137,9 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 		// cannot come must end, or each such CONNECT pins a goroutine and
 		// a backend connection for good.
 		resp := h2Connect(t, "/big/x", nil)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Backend") != "" {
+			t.Errorf("status %d, X-Backend %q; want 401 and none of the backend's headers", resp.StatusCode, resp.Header.Get("X-Backend"))
+		}
 		body, _ := io.ReadAll(resp.Body)
 		if bytes.Contains(body, []byte("p")) {
 			t.Errorf("the client got %d bytes of the backend's answer", len(body))

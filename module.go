@@ -281,10 +281,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // limit). The websocket path calls it too, once the first message has given
 // the token.
 func (h *Handler) authorize(r *http.Request, repl *caddy.Replacer, id *identity) error {
+	return h.evaluate(&ruleEnv{r: r, repl: repl, id: id, now: h.now, prog: h.program})
+}
+
+// evaluate runs the rule in env; see authorize.
+func (h *Handler) evaluate(env *ruleEnv) error {
 	if _, ok := h.program.root.(passRule); ok {
 		return nil
 	}
-	env := &ruleEnv{r: r, repl: repl, id: id, now: h.now, prog: h.program}
 	err := h.program.root.eval(env)
 	env.finish()
 	if env.err != nil {

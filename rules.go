@@ -213,6 +213,10 @@ type program struct {
 	needsToken bool
 	// client makes webhook calls; nil when the rule has none.
 	client *http.Client
+	// handshakeStrip are the headers and query parameters some force or
+	// remove edits: stripped from a first-message websocket's handshake,
+	// which goes on before the rule can run.
+	handshakeStrip []*target
 }
 
 func compileRule(r *Rule) (*program, error) {

@@ -110,6 +110,7 @@ func (c *compiler) action(r *Rule, path, label string) (evaluator, error) {
 			return nil, fmt.Errorf("%s: field %w", label, err)
 		}
 		a.targets = []*target{t}
+		c.noteHandshakeTargets(a.targets)
 		if len(r.Value) == 0 {
 			return nil, fmt.Errorf("%s: force needs a value", label)
 		}
@@ -163,12 +164,30 @@ func (c *compiler) action(r *Rule, path, label string) (evaluator, error) {
 		}
 		a.targets = append(a.targets, t)
 	}
+	c.noteHandshakeTargets(a.targets)
 	return a, nil
 }
 
+// noteHandshakeTargets records the header and query targets for
+// program.handshakeStrip.
+func (c *compiler) noteHandshakeTargets(targets []*target) {
+	for _, t := range targets {
+		if t.kind != targetParams {
+			c.prog.handshakeStrip = append(c.prog.handshakeStrip, t)
+		}
+	}
+}
+
 func (a *actionRule) eval(env *ruleEnv) error {
-	if a.clause != nil && a.clause.eval(env) != nil {
-		return nil // Space Cloud: a failing clause skips the action
+	if a.clause != nil {
+		if err := a.clause.eval(env); err != nil {
+			// An outage is no answer: skipping would keep, say, the
+			// spoofed header a remove is there to strip.
+			if d, ok := err.(*ruleDenied); ok && d.unavailable {
+				return withError(err, a.errMsg)
+			}
+			return nil // Space Cloud: a failing clause skips the action
+		}
 	}
 	if !a.force {
 		for _, t := range a.targets {

@@ -123,6 +123,15 @@ func TestRulesEndToEnd(t *testing.T) {
 		}
 		reverse_proxy %[4]s
 	}
+	handle /hookguard/* {
+		jwt_guard {
+			secret HS256 %[1]s
+			rule remove args.query.headers.X-Spoof {
+				clause webhook %[3]s/check
+			}
+		}
+		reverse_proxy %[4]s
+	}
 	handle /owned/* {
 		jwt_guard {
 			secret HS256 %[1]s
@@ -199,6 +208,7 @@ func TestRulesEndToEnd(t *testing.T) {
 			wantBody: "user=user-1 role=admin spoof= q=keep=1 body="},
 		{name: "force skipped by its clause", path: "/proxy/", headers: []string{guest, "X-Role: root"}, wantStatus: 200,
 			wantBody: "user=user-1 role=root spoof= q= body="},
+		{name: "a clause whose webhook is down does not skip the action", path: "/hookguard/", headers: []string{admin, "X-Spoof: 1"}, wantStatus: 503},
 		{name: "body owner passes and the body is edited", method: "POST", path: "/owned/", headers: []string{admin, "Content-Type: application/json"},
 			body: `{"owner":"user-1","n":1}`, wantStatus: 200, wantBody: `user= role= spoof= q= body={"checked_by":"user-1","n":1,"owner":"user-1"}`},
 		{name: "body of someone else", method: "POST", path: "/owned/", headers: []string{admin, "Content-Type: application/json"},

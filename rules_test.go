@@ -584,6 +584,17 @@ func TestRuleWebhook(t *testing.T) {
 		})
 	}
 
+	t.Run("an outage logs no credential from the URL", func(t *testing.T) {
+		// The clause is logged; the URL may carry an API key ({env.*}).
+		err := runRule(t, fmt.Sprintf(`{"rule":"webhook","url":"%s/ok?key=hunter2"}`, downURL), id, nil)
+		var d *ruleDenied
+		if !errors.As(err, &d) || !d.unavailable {
+			t.Fatalf("got %v, want unavailable", err)
+		}
+		if strings.Contains(d.clause, "hunter2") || strings.Contains(d.message, "hunter2") {
+			t.Errorf("refusal %q / %q carries the URL's key", d.clause, d.message)
+		}
+	})
 	t.Run("sends the args object with the caller's token", func(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "/docs/7?x=1", nil)
 		r.Header.Set("X-Tenant", "acme")

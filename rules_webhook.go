@@ -134,6 +134,11 @@ func (w *webhookRule) eval(env *ruleEnv) error {
 }
 
 func (w *webhookRule) unavailable(err error) error {
+	// The clause is logged; the URL may carry a credential ({env.*}).
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	return &ruleDenied{message: w.deny.message, clause: w.label + ": webhook unavailable: " + err.Error(), unavailable: true}
 }
 

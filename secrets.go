@@ -212,6 +212,11 @@ func loadKey(alg, value string) (any, error) {
 	if !strings.HasPrefix(strings.TrimSpace(value), "-----BEGIN") {
 		b, err := readKeyFile(value)
 		if err != nil {
+			if _, statErr := os.Stat(value); statErr != nil {
+				// Not a file, so maybe not a path at all: a shared secret
+				// given a public-key algorithm must not reach the logs.
+				return nil, errors.New("reading public key file: the value is neither PEM text nor the path of an existing file")
+			}
 			return nil, fmt.Errorf("reading public key file: %w", err)
 		}
 		pemText, source = b, "key file "+value

@@ -130,6 +130,13 @@ func isWebsocket(r *http.Request) bool {
 // next, which will take over the connection; the first message is
 // authenticated there.
 func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request, repl *caddy.Replacer, next caddyhttp.Handler) error {
+	// The rule's force and remove come too late for the handshake: strip
+	// what they edit, or a client could hand the backend its own
+	// X-User-Id and authenticate as someone else in its first message.
+	strip := ruleEnv{r: r}
+	for _, t := range h.program.handshakeStrip {
+		strip.remove(t)
+	}
 	ww := &wsResponseWriter{ResponseWriter: w, h: h, r: r, repl: repl}
 	if r.ProtoMajor == 2 {
 		// Over HTTP/2 the stream is the request body and the response:
@@ -137,7 +144,21 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request, repl *c
 		ww.h2 = h.newSession(r, repl, &h2Stream{body: r.Body, w: w, rc: http.NewResponseController(w), r: r})
 		r.Body = &wsBody{ww.h2}
 	}
-	return next.ServeHTTP(ww, r)
+	err := next.ServeHTTP(ww, r)
+	switch {
+	case ww.h2 != nil && ww.h2.neverSwitched():
+		// A backend's own 200 to the extended CONNECT, never read as a
+		// websocket: what it answered stays behind the guard.
+		clear(w.Header())
+		return h.refuse(w, repl, errTokenMissing)
+	case ww.refused:
+		return nil // answered with the 401 already
+	case err != nil && !ww.wroteHeader:
+		// An error instead of a switch (a file_server's 404, a proxy's
+		// 502) would tell a client without a token what is behind us.
+		return h.refuse(w, repl, errTokenMissing)
+	}
+	return err
 }
 
 func (h *Handler) newSession(r *http.Request, repl *caddy.Replacer, conn net.Conn) *wsSession {
@@ -182,10 +203,15 @@ func (w *wsResponseWriter) WriteHeader(code int) {
 	if code == http.StatusOK && w.h2 != nil && caddyhttp.GetVar(w.r.Context(), h2WebsocketVar) != nil {
 		// reverse_proxy is switching this stream to the websocket protocol.
 		// Everything written from now on is held until the first message
-		// is accepted.
+		// is accepted. The 200 itself waits for the first read of the
+		// stream: reverse_proxy answers an ordinary 200 from the backend
+		// the same way, but never reads the stream then, and that answer
+		// (its status and headers) must become the 401 (serveWebsocket).
 		w.wroteHeader = true
 		w.h2.fm.deflate = deflateNegotiated(w.ResponseWriter.Header())
-		w.ResponseWriter.WriteHeader(code)
+		w.h2.mu.Lock()
+		w.h2.switchPending = true
+		w.h2.mu.Unlock()
 		return
 	}
 	if code < 200 {
@@ -223,6 +249,9 @@ func (w *wsResponseWriter) FlushError() error {
 	if s != nil && !s.passthrough.Load() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if s.switchPending {
+			return nil // nothing is sent before the 200
+		}
 	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
@@ -282,6 +311,12 @@ type wsSession struct {
 	expired bool          // exp has passed; close at the next frame boundary
 	closed  bool
 	timers  []*time.Timer
+
+	// switchPending is set over HTTP/2 between reverse_proxy's 200 and the
+	// first read of the stream, when the 200 is actually sent; overflow
+	// when the backend wrote more than wsHoldLimit meanwhile (dropped: a
+	// backend that switched has not had the time to).
+	switchPending, overflow bool
 }
 
 // wsConn is the client connection as the next handler sees it.
@@ -350,9 +385,40 @@ func (s *wsSession) close() error {
 	return s.conn.Close()
 }
 
+// sendSwitch sends the 200 of an HTTP/2 websocket held by WriteHeader, now
+// that reverse_proxy reads the stream. It reports false when backend bytes
+// were dropped meanwhile.
+func (s *wsSession) sendSwitch() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.switchPending {
+		return true
+	}
+	s.switchPending = false
+	st := s.conn.(*h2Stream)
+	st.w.WriteHeader(http.StatusOK)
+	_ = st.rc.Flush()
+	return !s.overflow
+}
+
+// neverSwitched reports (once the next handler is done) whether a 200 was
+// held and the stream never read, and keeps it from being sent.
+func (s *wsSession) neverSwitched() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := s.switchPending
+	s.switchPending = false
+	return pending
+}
+
 // authenticate reads the first message, verifies its token and evaluates
 // the rule. On failure it has closed the websocket and returns why.
 func (s *wsSession) authenticate() error {
+	if !s.sendSwitch() {
+		cerr := &closeError{closeInternalError, "backend sent too much before the first message"}
+		s.fail(cerr)
+		return cerr
+	}
 	_ = s.conn.SetReadDeadline(s.start.Add(s.h.ws.timeout))
 	msg, cerr := s.readFirstMessage()
 	var id *identity
@@ -411,7 +477,12 @@ func (s *wsSession) check(msg []byte) (*identity, *closeError) {
 		return nil, s.refusal(err)
 	}
 	claimsFor(s.r, s.repl).publish(s.repl, id, s.h.UserIDClaim)
-	if err := s.h.authorize(s.r, s.repl, id); err != nil {
+	// args.params stays unset: over HTTP/2 the request body is the
+	// websocket stream itself (reading it here would read the stream while
+	// judging its first message), and over HTTP/1.1 the request may not be
+	// read after the hijack.
+	env := &ruleEnv{r: s.r, repl: s.repl, id: id, now: s.h.now, prog: s.h.program, paramsLoaded: true}
+	if err := s.h.evaluate(env); err != nil {
 		return nil, s.refusal(err)
 	}
 	return id, nil
@@ -538,8 +609,17 @@ func (s *wsSession) write(p []byte) (int, error) {
 				s.mu.Unlock()
 				return len(p), nil
 			}
+			if s.switchPending {
+				// Most likely a backend's own answer that nobody will
+				// read as a websocket: drop it rather than wait.
+				s.overflow = true
+				s.mu.Unlock()
+				return len(p), nil
+			}
 			s.mu.Unlock()
-			<-s.decided
+			if !s.awaitVerdict() {
+				return 0, os.ErrDeadlineExceeded
+			}
 			s.mu.Lock()
 			continue
 		}
@@ -555,6 +635,22 @@ func (s *wsSession) write(p []byte) (int, error) {
 		s.closeExpired()
 	}
 	return n, err
+}
+
+// awaitVerdict waits for the verdict, but not past when it is overdue: if
+// nobody reads the first message (over HTTP/2, a backend that answered
+// 200 instead of switching protocols), none would ever come, and a
+// backend writing more than wsHoldLimit would pin its goroutine and
+// connection for good.
+func (s *wsSession) awaitVerdict() bool {
+	t := time.NewTimer(time.Until(s.start.Add(s.h.ws.timeout + 2*wsLinger)))
+	defer t.Stop()
+	select {
+	case <-s.decided:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // expire runs when the token's exp (plus leeway) passes.

@@ -161,6 +161,13 @@ func wsSite(t *testing.T, backend string) string {
 		}
 		respond "members only"
 	}
+	handle /params/* {
+		jwt_guard {
+			secret HS256 %[1]s
+			rule match args.params.room == lobby
+		}
+		reverse_proxy %[2]s
+	}
 `, k.hmac, strings.TrimPrefix(backend, "http://"))
 }
 
@@ -811,5 +818,115 @@ func TestWebsocketAccessLogShowsFirstMessageUser(t *testing.T) {
 	}
 	if strings.Contains(logged, token) {
 		t.Errorf("access log contains the token:\n%s", logged)
+	}
+}
+
+// TestUpgradeHeadersRevealNothingBehindTheGuard: a tokenless request that
+// only claims to be a websocket is passed on to the next handler, so what
+// that handler answers (a file_server's 404 for a missing file, a proxy's
+// 502) must become the 401 as well, or the guard is an oracle for what
+// exists behind it.
+func TestUpgradeHeadersRevealNothingBehindTheGuard(t *testing.T) {
+	k := testKeys(t)
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "files", "present.txt"), []byte("secret file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tester := startCaddy(t, fmt.Sprintf(`
+	handle /files/* {
+		jwt_guard {
+			secret HS256 %[1]s
+		}
+		file_server {
+			root %[2]s
+		}
+	}
+	handle /down/* {
+		jwt_guard {
+			secret HS256 %[1]s
+		}
+		reverse_proxy 127.0.0.1:1
+	}
+	handle /err/* {
+		jwt_guard {
+			secret HS256 %[1]s
+		}
+		error "no such thing" 404
+	}
+	handle_errors {
+		respond "error page {err.status_code} {err.message}"
+	}
+`, k.hmac, root))
+	upgrade := []string{"Connection: Upgrade", "Upgrade: websocket",
+		"Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="}
+	for _, path := range []string{"/files/present.txt", "/files/absent.txt", "/files/", "/down/x", "/err/x"} {
+		t.Run(path, func(t *testing.T) {
+			resp, body := get(t, tester, baseURL+path, upgrade...)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("status %d, body %q; want 401", resp.StatusCode, body)
+			}
+			if strings.Contains(body, "secret file") || strings.Contains(body, "no such thing") || strings.Contains(body, "404") || strings.Contains(body, "502") {
+				t.Errorf("body %q tells what is behind the guard", body)
+			}
+			if resp.Header.Get("WWW-Authenticate") != `Bearer realm="restricted"` {
+				t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}
+
+// TestWebsocketHandshakeCarriesNoSpoofedIdentity: a rule that forces or
+// removes a header or query parameter cannot edit a first-message
+// websocket's handshake (it goes on before the token is known), so the
+// client's own values for them must not reach the backend either: else
+// `remove args.query.headers.X-User-Id` would let any client that sends
+// its token in the first message name itself admin to the backend.
+func TestWebsocketHandshakeCarriesNoSpoofedIdentity(t *testing.T) {
+	k := testKeys(t)
+	type seen struct{ user, role, keep, debug, page string }
+	got := make(chan seen, 1)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Header.Get("X-User-Id"), r.Header.Get("X-Role"), r.Header.Get("X-Keep"),
+			r.URL.Query().Get("debug"), r.URL.Query().Get("page")}
+		c, err := cws.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, data, err := c.Read(r.Context())
+			if err != nil || c.Write(r.Context(), typ, data) != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(backend.Close)
+	startCaddy(t, fmt.Sprintf(`
+	handle /ws/* {
+		jwt_guard {
+			secret HS256 %s
+			rule and {
+				remove args.query.headers.X-User-Id args.query.params.debug
+				force args.query.headers.X-Role args.auth.role
+			}
+		}
+		reverse_proxy %s
+	}
+`, k.hmac, strings.TrimPrefix(backend.URL, "http://")))
+
+	c := gorillaDial(t, "/ws/x?debug=1&page=2", http.Header{
+		"X-User-Id": {"admin"}, "X-Role": {"admin"}, "X-Keep": {"yes"},
+	})
+	first := authMessage(hs256(t, claims{"sub": "user-1", "role": "viewer", "exp": time.Now().Add(time.Hour).Unix()}))
+	if err := c.WriteMessage(gws.TextMessage, first); err != nil {
+		t.Fatal(err)
+	}
+	gorillaEcho(t, c, first)
+	want := seen{keep: "yes", page: "2"}
+	if s := <-got; s != want {
+		t.Errorf("backend's handshake had %+v; want %+v (the rule's headers and parameters stripped, the rest kept)", s, want)
 	}
 }

@@ -2,12 +2,14 @@ package jwtguard
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
@@ -47,8 +49,24 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 	}
 
 	backend := newEchoBackend(t)
+	// plain is an ordinary HTTP backend: it answers the upgrade reverse_proxy
+	// makes of an extended CONNECT with 200 and a large body.
+	plainDone := make(chan struct{}, 1)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { plainDone <- struct{}{} }()
+		w.Header().Set("X-Backend", "answered")
+		chunk := bytes.Repeat([]byte("p"), 64<<10)
+		for i := 0; i < 256; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(func() { plain.CloseClientConnections(); plain.Close() })
+	plainSite := fmt.Sprintf("\thandle /big/* {\n\t\tjwt_guard {\n\t\t\tsecret HS256 %s\n\t\t\twebsocket {\n\t\t\t\ttimeout 500ms\n\t\t\t}\n\t\t}\n\t\treverse_proxy %s\n\t}\n",
+		testKeys(t).hmac, strings.TrimPrefix(plain.URL, "http://"))
 	global := strings.TrimSuffix(globalOptions(), "}") + "\tservers {\n\t\tprotocols h1 h2c\n\t}\n}"
-	startCaddyfile(t, fmt.Sprintf("%s\n%s {\n%s\n}\n", global, baseURL, wsSite(t, backend.URL)))
+	startCaddyfile(t, fmt.Sprintf("%s\n%s {\n%s\n%s}\n", global, baseURL, wsSite(t, backend.URL), plainSite))
 	valid := hs256(t, validClaims())
 	forged := hs256(t, claims{"sub": "user-1", "exp": time.Now().Add(-time.Minute).Unix()})
 
@@ -104,6 +122,32 @@ func TestWebsocketOverHTTP2(t *testing.T) {
 		c.expectClose(t, 4401)
 		if time.Now().Before(exp) {
 			t.Errorf("closed before exp")
+		}
+	})
+	t.Run("rule on args.params does not read the stream as a body", func(t *testing.T) {
+		// The stream is the request body: a rule reading the body would
+		// read the websocket itself while judging its first message.
+		c := h2Dial(t, "/params/h2", http.Header{"Content-Type": {"application/json"}})
+		c.write(t, frame(opText|finBit, authMessage(valid)))
+		c.expectClose(t, 4403)
+	})
+	t.Run("a backend that does not switch cannot hold the proxy forever", func(t *testing.T) {
+		// Nobody reads the stream, so no first message is ever judged;
+		// what the backend sends is held, and the wait for a verdict that
+		// cannot come must end, or each such CONNECT pins a goroutine and
+		// a backend connection for good.
+		resp := h2Connect(t, "/big/x", nil)
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Backend") != "" {
+			t.Errorf("status %d, X-Backend %q; want 401 and none of the backend's headers", resp.StatusCode, resp.Header.Get("X-Backend"))
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if bytes.Contains(body, []byte("p")) {
+			t.Errorf("the client got %d bytes of the backend's answer", len(body))
+		}
+		select {
+		case <-plainDone:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the backend's answer is still being held by the proxy")
 		}
 	})
 	t.Run("extended CONNECT to an ordinary route does not skip the token", func(t *testing.T) {

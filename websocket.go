@@ -3,6 +3,7 @@ package jwtguard
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,19 +112,36 @@ func (c *WebsocketConfig) settings() (wsSettings, error) {
 	return s, nil
 }
 
-// isWebsocket reports whether r opens a websocket: an HTTP/1.1 upgrade, or
-// an HTTP/2 extended CONNECT (RFC 8441), which Go's HTTP/2 server accepts
-// only when GODEBUG=http2xconnect=1.
+// isWebsocket reports whether r is a complete websocket opening handshake:
+// an HTTP/1.1 upgrade (RFC 6455 §4.2.1: GET, Connection: Upgrade, Upgrade:
+// websocket, version 13 and a 16-byte key), or an HTTP/2 extended CONNECT
+// (RFC 8441 §5), which Go's HTTP/2 server accepts only when
+// GODEBUG=http2xconnect=1. Only such a handshake goes on without a token: a
+// request that merely carries Upgrade headers gets the usual 401 and never
+// reaches the next handler.
 func isWebsocket(r *http.Request) bool {
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return false
+	}
 	switch r.ProtoMajor {
 	case 1:
 		return r.Method == http.MethodGet &&
 			httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
-			httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket")
+			httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket") &&
+			validWebsocketKey(r.Header.Values("Sec-WebSocket-Key"))
 	case 2:
 		return r.Method == http.MethodConnect && r.Header.Get(":protocol") == "websocket"
 	}
 	return false
+}
+
+// validWebsocketKey: exactly one Sec-WebSocket-Key, the base64 of 16 bytes.
+func validWebsocketKey(keys []string) bool {
+	if len(keys) != 1 {
+		return false
+	}
+	nonce, err := base64.StdEncoding.DecodeString(keys[0])
+	return err == nil && len(nonce) == 16
 }
 
 // serveWebsocket passes a websocket handshake that carries no token on to

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -875,6 +876,38 @@ func TestUpgradeHeadersRevealNothingBehindTheGuard(t *testing.T) {
 				t.Errorf("WWW-Authenticate = %q", resp.Header.Get("WWW-Authenticate"))
 			}
 		})
+	}
+}
+
+// TestIncompleteHandshakeNeverReachesTheBackend: Upgrade headers without
+// a websocket key and version are an ordinary tokenless request, refused
+// before the backend sees it (a GET with side effects stays protected).
+func TestIncompleteHandshakeNeverReachesTheBackend(t *testing.T) {
+	var hits atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+	}))
+	defer backend.Close()
+	tester := startCaddy(t, fmt.Sprintf(`
+	handle /api/* {
+		jwt_guard {
+			secret HS256 %s
+		}
+		reverse_proxy %s
+	}
+`, testKeys(t).hmac, strings.TrimPrefix(backend.URL, "http://")))
+	for _, headers := range [][]string{
+		{"Connection: Upgrade", "Upgrade: websocket"},
+		{"Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13"},
+		{"Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="},
+	} {
+		resp, _ := get(t, tester, baseURL+"/api/delete-everything", headers...)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%q: status %d, want 401", headers, resp.StatusCode)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the backend received %d tokenless requests", n)
 	}
 }
 

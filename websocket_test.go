@@ -230,3 +230,49 @@ func TestWebsocketCaddyfileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyCompleteHandshakesSkipTheToken: a request that only adds
+// Upgrade headers is not a websocket handshake, so it gets the usual 401
+// instead of reaching the next handler tokenless.
+func TestOnlyCompleteHandshakesSkipTheToken(t *testing.T) {
+	full := func() http.Header {
+		return http.Header{
+			"Connection":            {"keep-alive, Upgrade"},
+			"Upgrade":               {"websocket"},
+			"Sec-Websocket-Version": {"13"},
+			"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+		}
+	}
+	cases := []struct {
+		name   string
+		method string
+		proto  int
+		edit   func(http.Header)
+		want   bool
+	}{
+		{"complete HTTP/1.1 handshake", http.MethodGet, 1, func(http.Header) {}, true},
+		{"no version", http.MethodGet, 1, func(h http.Header) { h.Del("Sec-Websocket-Version") }, false},
+		{"version 8", http.MethodGet, 1, func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, false},
+		{"no key", http.MethodGet, 1, func(h http.Header) { h.Del("Sec-Websocket-Key") }, false},
+		{"key not base64", http.MethodGet, 1, func(h http.Header) { h.Set("Sec-Websocket-Key", "not a nonce!") }, false},
+		{"key of 15 bytes", http.MethodGet, 1, func(h http.Header) { h.Set("Sec-Websocket-Key", "AAAAAAAAAAAAAAAAAAAA") }, false},
+		{"two keys", http.MethodGet, 1, func(h http.Header) { h.Add("Sec-Websocket-Key", "dGhlIHNhbXBsZSBub25jZQ==") }, false},
+		{"no Connection upgrade", http.MethodGet, 1, func(h http.Header) { h.Set("Connection", "keep-alive") }, false},
+		{"POST", http.MethodPost, 1, func(http.Header) {}, false},
+		{"HTTP/2 extended CONNECT", http.MethodConnect, 2, func(h http.Header) { h.Set(":protocol", "websocket") }, true},
+		{"HTTP/2 CONNECT without version", http.MethodConnect, 2, func(h http.Header) {
+			h.Set(":protocol", "websocket")
+			h.Del("Sec-Websocket-Version")
+		}, false},
+		{"HTTP/2 plain CONNECT", http.MethodConnect, 2, func(http.Header) {}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{Method: tc.method, ProtoMajor: tc.proto, Header: full()}
+			tc.edit(r.Header)
+			if got := isWebsocket(r); got != tc.want {
+				t.Errorf("isWebsocket = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

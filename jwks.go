@@ -276,13 +276,13 @@ func (r *remoteKeys) refreshKeys(ctx context.Context, rediscover bool) (time.Dur
 	}
 	set, problems, err := parseJWKS(body, r.cfg.tmpl)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", jwksURI, err)
+		return 0, fmt.Errorf("%s: %w", redactURL(jwksURI), err)
 	}
 	r.report(problems)
 	if len(set.keys) == 0 {
 		// Most likely a broken deploy at the provider; an empty set would
 		// refuse every token, so keep what we have.
-		return 0, fmt.Errorf("%s: JWKS has no usable signing keys", jwksURI)
+		return 0, fmt.Errorf("%s: JWKS has no usable signing keys", redactURL(jwksURI))
 	}
 	r.install(set)
 	return nextRefresh(header, r.cfg.refresh, r.cfg.minRefetch), nil
@@ -400,29 +400,50 @@ func cacheMaxAge(values []string) (time.Duration, bool) {
 // get fetches a URL with the size cap; the caller's ctx carries the
 // timeout.
 func (r *remoteKeys) get(ctx context.Context, rawURL string) ([]byte, http.Header, error) {
+	shown := redactURL(rawURL)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("GET %s: invalid request", shown)
 	}
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	req.Header.Set("User-Agent", "caddy-jwt-guard")
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return nil, nil, err
+		// *url.Error repeats the full URL (a redirect's too); keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, nil, fmt.Errorf("GET %s: %w", shown, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, nil, fmt.Errorf("GET %s: HTTP status %d", rawURL, resp.StatusCode)
+		return nil, nil, fmt.Errorf("GET %s: HTTP status %d", shown, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, r.cfg.maxSize+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: reading response: %w", rawURL, err)
+		return nil, nil, fmt.Errorf("GET %s: reading response: %w", shown, err)
 	}
 	if int64(len(body)) > r.cfg.maxSize {
-		return nil, nil, fmt.Errorf("GET %s: response is larger than max_response_size (%d bytes)", rawURL, r.cfg.maxSize)
+		return nil, nil, fmt.Errorf("GET %s: response is larger than max_response_size (%d bytes)", shown, r.cfg.maxSize)
 	}
 	return body, resp.Header, nil
+}
+
+// redactURL is a URL as logs may show it: without user info, query or
+// fragment, where providers' URLs sometimes carry an API key.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	hidden := u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != ""
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	if hidden {
+		return u.String() + "?(redacted)"
+	}
+	return u.String()
 }
 
 // parseRemoteURL checks a JWKS or issuer URL from the configuration.
@@ -432,7 +453,7 @@ func parseRemoteURL(raw string, allowHTTP bool) (*url.URL, error) {
 		return nil, fmt.Errorf("invalid URL: %w", err)
 	}
 	if u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("%q is not an absolute http(s) URL", raw)
+		return nil, fmt.Errorf("%s is not an absolute http(s) URL", redactURL(raw))
 	}
 	return u, checkRemoteURL(u, allowHTTP)
 }
@@ -451,9 +472,9 @@ func checkRemoteURL(u *url.URL, allowHTTP bool) error {
 		if allowHTTP || isLoopbackHost(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("%s uses plain http; use https, or set allow_http if the network path is trusted", u.Redacted())
+		return fmt.Errorf("%s uses plain http; use https, or set allow_http if the network path is trusted", redactURL(u.String()))
 	default:
-		return fmt.Errorf("%s: scheme %q is not http(s)", u.Redacted(), u.Scheme)
+		return fmt.Errorf("%s: scheme %q is not http(s)", redactURL(u.String()), u.Scheme)
 	}
 }
 

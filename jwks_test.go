@@ -994,3 +994,35 @@ func TestRotatedKIDFoundBehindAKidlessStaticSecret(t *testing.T) {
 		t.Fatalf("the rotated-in kid caused %d fetches, want 1", got)
 	}
 }
+
+// TestFetchErrorsHideURLCredentials: providers sometimes take an API key in
+// the JWKS URL's query; fetch errors are logged at every failed refresh, so
+// they show the URL without it.
+func TestFetchErrorsHideURLCredentials(t *testing.T) {
+	const credential = "api_key=s3cr3t-in-the-url"
+	for _, mode := range []string{"500", "garbage", "hang", "huge", "loop", "empty set", "connection refused"} {
+		t.Run(mode, func(t *testing.T) {
+			srv := newJWKSServer(t, jwkOf("a", testKeys(t).rsa, ""))
+			secret := &Secret{Alg: "jwks", Value: srv.URL() + "?" + credential, Timeout: caddyDuration("300ms")}
+			r := remoteFor(t, secret)
+			switch mode {
+			case "connection refused":
+				r.mu.Lock()
+				r.jwksURI = deadURL(t) + "?" + credential
+				r.mu.Unlock()
+			case "empty set":
+				srv.setKeys()
+			default:
+				srv.setMode(mode)
+			}
+			c := r.fetch(false)
+			<-c.done
+			if c.err == nil {
+				t.Fatal("fetch succeeded; want an error")
+			}
+			if msg := c.err.Error(); strings.Contains(msg, "s3cr3t") || !strings.Contains(msg, "?(redacted)") {
+				t.Errorf("fetch error %q: want the URL shown without its query", msg)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ const discoveryPath = "/.well-known/openid-configuration"
 func (r *remoteKeys) discover(ctx context.Context) (string, error) {
 	docURL := strings.TrimSuffix(r.cfg.url, "/") + discoveryPath
 	body, _, err := r.get(ctx, docURL)
+	docURL = redactURL(docURL)
 	if err != nil {
 		return "", err
 	}

@@ -32,10 +32,10 @@ func init() {
 // `WWW-Authenticate: Bearer realm="..."`; an invalid or expired token with
 // 401 and `error="invalid_token"`; a malformed Authorization header with 400
 // and `error="invalid_request"`; a valid token that the rule refuses with 403
-// and `error="insufficient_scope"` (503 when the rule's webhook cannot
-// answer). Failures are returned as handler errors,
-// so `handle_errors` routes can render them; the reason is in
-// `{http.auth.jwt_guard.error}`.
+// and `error="insufficient_scope"`; 503 when the rule's webhook cannot
+// answer, 413 when a rule reads a JSON body over 1 MiB. Failures are
+// returned as handler errors, so `handle_errors` routes can render them; the
+// reason is in `{http.auth.jwt_guard.error}`.
 //
 // A websocket handshake without a token is let through to the next handler
 // instead, and authenticated by the client's first message (see
@@ -48,18 +48,20 @@ func init() {
 //	{http.auth.claims.<path>}   one claim by dot path, e.g. app_metadata.plan or roles.0
 type Handler struct {
 	// Secrets are the keys that may verify a token; any one verifying it is
-	// enough. At least one is required.
+	// enough. Required: at least one. Each secret's value accepts global
+	// placeholders (see Secret).
 	Secrets []*Secret `json:"secrets,omitempty"`
 
-	// Issuer, when set, is the `iss` every token must carry.
+	// Issuer, when set, is the `iss` every token must carry. Default: no
+	// check. No placeholders.
 	Issuer string `json:"issuer,omitempty"`
 
 	// Audience, when set, lists audiences of which every token must name at
-	// least one in its `aud` claim.
+	// least one in its `aud` claim. Default: no check. No placeholders.
 	Audience []string `json:"audience,omitempty"`
 
 	// Leeway is the clock skew tolerated on `exp`, `nbf` and `iat`.
-	// Default: 30s; at most 5m.
+	// Default: 30s; 0 to 5m. No placeholders.
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// RequireExp refuses tokens without an `exp` claim. Default: false
@@ -68,34 +70,41 @@ type Handler struct {
 
 	// MaxLifetime, when set, refuses tokens whose lifetime (`exp` minus
 	// `iat`, or `exp` minus now without `iat`) is longer, and implies
-	// require_exp.
+	// require_exp. Default: no limit. No placeholders.
 	MaxLifetime caddy.Duration `json:"max_lifetime,omitempty"`
 
 	// From lists extra places to look for the token, after the
 	// Authorization header, in order. A request whose sources carry two
-	// different tokens is refused with 400.
+	// different tokens is refused with 400. The Caddyfile writes each entry
+	// as `from_cookie <name>` or `from_query <name>`. Default: the header
+	// only.
 	From []TokenSource `json:"from,omitempty"`
 
-	// Realm is the realm of the `WWW-Authenticate` challenge.
-	// Default: restricted.
+	// Realm is the realm of the `WWW-Authenticate` challenge; it must not
+	// contain quotes or backslashes. Default: restricted. No placeholders.
 	Realm string `json:"realm,omitempty"`
 
 	// UserIDClaim is the claim (a dot path) that becomes
-	// {http.auth.user.id}. Default: sub.
+	// {http.auth.user.id}. Default: sub. No placeholders.
 	UserIDClaim string `json:"user_id_claim,omitempty"`
 
 	// MaxTokenSize is the longest token accepted, in bytes; longer ones are
-	// refused before any parsing. Default: 8192.
+	// refused before any parsing. Default: 8192 (8 KiB); the Caddyfile
+	// accepts sizes like 4KiB, up to 1MiB.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
 
 	// TokenCacheSize is how many verified tokens are remembered, so that a
 	// client repeating its token skips the signature check (expiry is
 	// still checked on every request, and a verdict is reused for at most
-	// 5 minutes). 0 means the default, 1024; -1 disables the cache.
+	// 5 minutes; failures are never cached). Default: 1024 (also for 0);
+	// -1 disables the cache.
 	TokenCacheSize int `json:"token_cache_size,omitempty"`
 
 	// Rule is the Space Cloud security rule that authorizes a request once
-	// its token is valid. Default: {"rule": "authenticated"}.
+	// its token is valid, in Space Cloud's JSON form; the Caddyfile also
+	// has a native form (see UnmarshalCaddyfile). Its operands accept
+	// per-request placeholders (see Rule). Default:
+	// {"rule": "authenticated"}.
 	Rule *Rule `json:"rule,omitempty"`
 
 	// Websocket configures how a websocket upgrade that carries no token

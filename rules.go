@@ -48,7 +48,8 @@ type Rule struct {
 	// (whose strings may be variables) or a variable holding an array.
 	F2 json.RawMessage `json:"f2,omitempty"`
 
-	// Clauses are the rules an and / or combines, in order. At least one.
+	// Clauses are the rules an and / or combines, in order. Required: at
+	// least one.
 	Clauses []*Rule `json:"clauses,omitempty"`
 
 	// DB is Space Cloud's database alias for query rules; refused here.
@@ -69,11 +70,12 @@ type Rule struct {
 	Fields json.RawMessage `json:"fields,omitempty"`
 
 	// Field is what a force sets: args.query.headers.<Name>,
-	// args.query.params.<name> or args.params.<path>.
+	// args.query.params.<name> or args.params.<path>. Host, Content-Length,
+	// Transfer-Encoding and Connection cannot be set.
 	Field string `json:"field,omitempty"`
 
 	// Value is what a force sets Field to: a JSON literal, a variable, or a
-	// string with placeholders.
+	// string with placeholders expanded per request.
 	Value json.RawMessage `json:"value,omitempty"`
 
 	// Clause guards a force or remove (when it refuses, the action is
@@ -81,16 +83,17 @@ type Rule struct {
 	// storing its result.
 	Clause *Rule `json:"clause,omitempty"`
 
-	// Name labels the rule in logs.
+	// Name labels the rule in logs. No placeholders.
 	Name string `json:"name,omitempty"`
 
 	// Error, when set, replaces the refusal message of this rule and every
 	// rule below it (the outermost one on the refusing path wins). It is
 	// sent as the error_description and set as {http.auth.jwt_guard.error}.
+	// Default: "access denied by rule". No placeholders.
 	Error string `json:"error,omitempty"`
 
 	// Store is where a webhook or transform stores its result for later
-	// clauses. Default: args.result.
+	// clauses, as an args.<name> variable. Default: args.result.
 	Store string `json:"store,omitempty"`
 
 	// Claims is Space Cloud's template for signing a new token for a
@@ -103,7 +106,8 @@ type Rule struct {
 
 	// RequestTemplate is a Go text/template (with Sprig functions and
 	// marshalJSON) rendering a webhook's request body or a transform's
-	// result, over .args, .auth and .token.
+	// result, over .args, .auth and .token. Default for a webhook: the args
+	// object as JSON; required for a transform.
 	RequestTemplate string `json:"requestTemplate,omitempty"`
 
 	// OutputFormat is how RequestTemplate's output is read: json (the

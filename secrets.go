@@ -43,16 +43,20 @@ type Secret struct {
 
 	// KID is the key ID. A token whose `kid` header equals it is checked
 	// against this secret only; a secret with a KID is not tried for tokens
-	// that carry another `kid`.
+	// that carry another `kid`; at most 256 bytes. For jwks and oidc, only
+	// the key of the set with this kid is used. Default: none (tried for
+	// every token of its algorithm). No placeholders.
 	KID string `json:"kid,omitempty"`
 
 	// Issuer, when set, is the `iss` value tokens verified by this secret
-	// must carry, on top of the handler-wide issuer.
+	// must carry, on top of the handler-wide issuer. For oidc it is implied
+	// (the issuer URL) and may be left out. Default: no check. No
+	// placeholders.
 	Issuer string `json:"issuer,omitempty"`
 
 	// Audience, when set, lists audiences of which a token verified by this
 	// secret must name at least one in its `aud` claim, on top of the
-	// handler-wide audience.
+	// handler-wide audience. Default: no check. No placeholders.
 	Audience []string `json:"audience,omitempty"`
 
 	// AllowShortSecret accepts an HMAC secret shorter than the hash output
@@ -61,10 +65,8 @@ type Secret struct {
 	// issuer you cannot change. Default: false.
 	AllowShortSecret bool `json:"allow_short_secret,omitempty"`
 
-	// The options below are for `jwks` and `oidc` secrets only. For those,
-	// Value is the JWKS URL or the issuer URL (placeholders expanded), KID
-	// restricts the key set to the key with that kid, and for `oidc` the
-	// issuer is checked against every token's `iss`.
+	// The options below are for `jwks` and `oidc` secrets only (an error on
+	// other secrets), and take no placeholders.
 
 	// RefreshInterval is how often the key set is fetched again; a shorter
 	// Cache-Control max-age from the server is honoured, down to 1m (or

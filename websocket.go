@@ -34,8 +34,9 @@ import (
 // message when the connection is taken over, verifies the token found at
 // token_path and evaluates the rule. On success every byte the client sent
 // is passed on unchanged; on failure the client gets a close frame (4401
-// invalid token, 4403 denied by the rule, 4408 no message in time, 1009 too
-// large, 1002 protocol violation) and the backend connection is closed.
+// invalid or expired token, 4403 denied by the rule, 1013 the rule's webhook
+// could not answer, 4408 no message in time, 1009 too large, 1002 protocol
+// violation, 1011 internal error) and the backend connection is closed.
 // Until then, nothing the backend sends reaches the client.
 type WebsocketConfig struct {
 	// TokenPath is the dot path of the token in the first message's JSON:
@@ -56,7 +57,7 @@ type WebsocketConfig struct {
 
 	// CloseOnExpiry closes the session with 4401 "token expired" when the
 	// token's exp (plus leeway) passes; off, a session outlives its token.
-	// Default: true.
+	// The Caddyfile writes on or off. Default: true.
 	CloseOnExpiry *bool `json:"close_on_expiry,omitempty"`
 }
 

@@ -64,6 +64,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        close_on_expiry [on|off]
 //	    }
 //	}
+//
+// Subdirective names equal the JSON keys, except from_cookie and
+// from_query, which each add an entry to `from` in the order written. The
+// rule grammar is in parseRule's doc comment and the README.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {

@@ -535,7 +535,8 @@ func (s *wsSession) refusal(err error) *closeError {
 	case errors.As(err, &rd):
 		return &closeError{closeForbidden, rd.Error()}
 	default:
-		// A technical failure (e.g. a webhook down), not the client's fault.
+		// An unexpected failure, not the client's fault (a webhook that
+		// cannot answer is the 1013 above).
 		s.h.logger.Error("authorizing websocket", zap.Error(err))
 		return &closeError{closeInternalError, "internal error"}
 	}

@@ -29,14 +29,16 @@ type Rule struct {
 	// Rule is the kind: allow, deny, authenticated, match, and, or,
 	// webhook, force, remove or transform. Space Cloud's query, encrypt,
 	// decrypt, hash and graphql act on its databases and are refused.
+	// Required.
 	Rule string `json:"rule"`
 
 	// Eval is a match's operator: == != < <= > >= in notIn (`notin` is
-	// accepted too, as Space Cloud's code spells it).
+	// accepted too, as Space Cloud's code spells it). Required for a match.
 	Eval string `json:"eval,omitempty"`
 
 	// Type is a match's type: string, number, bool or date. Types are
-	// strict: a claim "7" is not a number.
+	// strict: a claim "7" is not a number. Required for a match in JSON;
+	// the Caddyfile's native form defaults to string.
 	Type string `json:"type,omitempty"`
 
 	// F1 is a match's left operand: a variable (args.auth.role,
@@ -62,7 +64,7 @@ type Rule struct {
 	Find json.RawMessage `json:"find,omitempty"`
 
 	// URL is where a webhook POSTs. http or https; placeholders known at
-	// load time ({env.*}) are expanded then.
+	// load time ({env.*}) are expanded then. Required for a webhook.
 	URL string `json:"url,omitempty"`
 
 	// Fields lists what a remove deletes: args.query.headers.<Name>,
@@ -121,7 +123,8 @@ type Rule struct {
 	// here.
 	GraphQLVariables json.RawMessage `json:"graphqlVariables,omitempty"`
 
-	// Timeout bounds a webhook call (not in Space Cloud). Default: 5s.
+	// Timeout bounds a webhook call (not in Space Cloud). Default: 5s. No
+	// placeholders.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 

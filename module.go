@@ -65,7 +65,8 @@ type Handler struct {
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// RequireExp refuses tokens without an `exp` claim. Default: false
-	// (a token without `exp` never expires, as in Space Cloud).
+	// (a token without `exp` never expires, as in Space Cloud). No
+	// placeholders.
 	RequireExp bool `json:"require_exp,omitempty"`
 
 	// MaxLifetime, when set, refuses tokens whose lifetime (`exp` minus
@@ -77,7 +78,7 @@ type Handler struct {
 	// Authorization header, in order. A request whose sources carry two
 	// different tokens is refused with 400. The Caddyfile writes each entry
 	// as `from_cookie <name>` or `from_query <name>`. Default: the header
-	// only.
+	// only. No placeholders.
 	From []TokenSource `json:"from,omitempty"`
 
 	// Realm is the realm of the `WWW-Authenticate` challenge; it must not
@@ -90,14 +91,14 @@ type Handler struct {
 
 	// MaxTokenSize is the longest token accepted, in bytes; longer ones are
 	// refused before any parsing. Default: 8192 (8 KiB); the Caddyfile
-	// accepts sizes like 4KiB, up to 1MiB.
+	// accepts sizes like 4KiB, up to 1MiB. No placeholders.
 	MaxTokenSize int `json:"max_token_size,omitempty"`
 
 	// TokenCacheSize is how many verified tokens are remembered, so that a
 	// client repeating its token skips the signature check (expiry is
 	// still checked on every request, and a verdict is reused for at most
 	// 5 minutes; failures are never cached). Default: 1024 (also for 0);
-	// -1 disables the cache.
+	// -1 disables the cache. No placeholders.
 	TokenCacheSize int `json:"token_cache_size,omitempty"`
 
 	// Rule is the Space Cloud security rule that authorizes a request once
@@ -109,7 +110,8 @@ type Handler struct {
 
 	// Websocket configures how a websocket upgrade that carries no token
 	// is authenticated by its first message (see WebsocketConfig). The
-	// defaults apply when it is absent.
+	// defaults apply when it is absent; under `rule allow` it is not used.
+	// No placeholders.
 	Websocket *WebsocketConfig `json:"websocket,omitempty"`
 
 	verifier *verifier

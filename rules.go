@@ -17,6 +17,8 @@ import (
 // their meaning. Its keys are Space Cloud's (camelCase where Space Cloud
 // writes them so), not Caddy's snake_case. Only the fields a rule's kind
 // uses are read; the others are accepted and ignored, as in Space Cloud.
+// F1, F2 and Value take per-request placeholders and URL load-time ones;
+// no other field takes placeholders.
 //
 // The rule is compiled and type-checked when the config loads: an unknown
 // rule, type or operator, a missing field, a string literal in a number

@@ -29,7 +29,7 @@ type Secret struct {
 	// Space Cloud's name RS256_PUBLIC is accepted as RS256. The token's
 	// `alg` header only selects among secrets: it can never make a public
 	// key act as an HMAC secret. `jwks` and `oidc` (and Space Cloud's
-	// `JWK_URL`) name remote key sources.
+	// `JWK_URL`) name remote key sources. Required. No placeholders.
 	Alg string `json:"alg"`
 
 	// Value is the key material. For HMAC algorithms it is the shared
@@ -62,7 +62,7 @@ type Secret struct {
 	// AllowShortSecret accepts an HMAC secret shorter than the hash output
 	// (32 bytes for HS256, 48 for HS384, 64 for HS512). Short secrets can be
 	// brute-forced offline from a single token; only use this for a legacy
-	// issuer you cannot change. Default: false.
+	// issuer you cannot change. Default: false. No placeholders.
 	AllowShortSecret bool `json:"allow_short_secret,omitempty"`
 
 	// The options below are for `jwks` and `oidc` secrets only (an error on

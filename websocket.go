@@ -57,7 +57,7 @@ type WebsocketConfig struct {
 
 	// CloseOnExpiry closes the session with 4401 "token expired" when the
 	// token's exp (plus leeway) passes; off, a session outlives its token.
-	// The Caddyfile writes on or off. Default: true.
+	// The Caddyfile writes on or off. Default: true. No placeholders.
 	CloseOnExpiry *bool `json:"close_on_expiry,omitempty"`
 }
 

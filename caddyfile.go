@@ -142,7 +142,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			size, err := humanize.ParseBytes(arg)
-			if err != nil || size == 0 || size > 1<<20 {
+			if err != nil || size == 0 || size > maxMaxTokenSize {
 				return d.Errf("max_token_size %q: want a size from 1 byte to 1MiB, like 8KiB", arg)
 			}
 			h.MaxTokenSize = int(size)
@@ -244,7 +244,7 @@ func parseSecret(d *caddyfile.Dispenser) (*Secret, error) {
 				return nil, d.ArgErr()
 			}
 			size, err := humanize.ParseBytes(arg)
-			if err != nil || size == 0 || size > 64<<20 {
+			if err != nil || size == 0 || size > maxMaxResponseSize {
 				return nil, d.Errf("max_response_size %q: want a size from 1 byte to 64MiB, like 1MiB", arg)
 			}
 			s.MaxResponseSize = int64(size)

@@ -110,6 +110,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"leeway too large", &Handler{Secrets: []*Secret{{Alg: "HS256", Value: "{env.JWT_GUARD_TEST_GOOD}"}}, Leeway: &leeway}, "leeway 10m0s is out of range"},
 		{"empty source", &Handler{Secrets: []*Secret{{Alg: "HS256", Value: "{env.JWT_GUARD_TEST_GOOD}"}}, From: []TokenSource{{}}}, "from[0]: set exactly one of cookie and query"},
 		{"unknown rule", &Handler{Secrets: []*Secret{{Alg: "HS256", Value: "{env.JWT_GUARD_TEST_GOOD}"}}, Rule: &Rule{Rule: "sometimes"}}, `unknown rule "sometimes"`},
+		{"token size over the cap", &Handler{Secrets: []*Secret{{Alg: "HS256", Value: "{env.JWT_GUARD_TEST_GOOD}"}}, MaxTokenSize: 64 << 20}, "max_token_size 67108864 is out of range"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,8 @@ const (
 	defaultMinRefetchInterval = 30 * time.Second
 	defaultFetchTimeout       = 5 * time.Second
 	defaultMaxResponseSize    = 1 << 20
+	// maxMaxResponseSize bounds max_response_size: a key set is kilobytes.
+	maxMaxResponseSize = 64 << 20
 	// minRefreshInterval is the smallest refresh_interval accepted.
 	minRefreshInterval = time.Second
 	// minMaxAge is the shortest Cache-Control max-age honoured, so a
@@ -547,8 +549,8 @@ func remoteConfigFor(s *Secret, kind, value string) (remoteConfig, error) {
 	switch {
 	case cfg.maxSize == 0:
 		cfg.maxSize = defaultMaxResponseSize
-	case cfg.maxSize < 0:
-		return cfg, errors.New("max_response_size must not be negative")
+	case cfg.maxSize < 0 || cfg.maxSize > maxMaxResponseSize:
+		return cfg, fmt.Errorf("max_response_size %d is out of range: use 1 to %d bytes", cfg.maxSize, maxMaxResponseSize)
 	}
 	return cfg, nil
 }

@@ -560,6 +560,7 @@ func TestRemoteSecretConfigErrors(t *testing.T) {
 		{"refresh too short", Secret{Alg: "jwks", Value: "https://a.example/jwks", RefreshInterval: caddyDuration("10ms")}, "refresh_interval"},
 		{"timeout too long", Secret{Alg: "jwks", Value: "https://a.example/jwks", Timeout: caddyDuration("2m")}, "timeout"},
 		{"short secret option", Secret{Alg: "jwks", Value: "https://a.example/jwks", AllowShortSecret: true}, "HMAC"},
+		{"response size over the cap", Secret{Alg: "jwks", Value: "https://a.example/jwks", MaxResponseSize: 1 << 30}, "max_response_size 1073741824 is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,10 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
+// maxMaxTokenSize bounds max_token_size: a larger token would not fit in
+// the request headers Caddy accepts by default anyway.
+const maxMaxTokenSize = 1 << 20
+
 // Handler authenticates every request with a JWT and authorizes it with a
 // rule before passing it on.
 //
@@ -157,8 +161,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxLifetime < 0 {
 		return errors.New("max_lifetime must not be negative")
 	}
-	if h.MaxTokenSize < 0 {
-		return errors.New("max_token_size must not be negative")
+	if h.MaxTokenSize < 0 || h.MaxTokenSize > maxMaxTokenSize {
+		return fmt.Errorf("max_token_size %d is out of range: use 1 to %d bytes", h.MaxTokenSize, maxMaxTokenSize)
 	}
 	for i, src := range h.From {
 		if (src.Cookie == "") == (src.Query == "") {

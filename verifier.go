@@ -19,11 +19,13 @@ import (
 // TokenSource names one more place, besides the Authorization header, where
 // a request may carry its token. Exactly one field is set.
 type TokenSource struct {
-	// Cookie is the name of a cookie holding the bare token.
+	// Cookie is the name of a cookie holding the bare token (Caddyfile:
+	// from_cookie). No default; placeholders are not expanded.
 	Cookie string `json:"cookie,omitempty"`
 
-	// Query is the name of a query parameter holding the bare token. Note
-	// that Caddy's access log records the full URI, token included.
+	// Query is the name of a query parameter holding the bare token
+	// (Caddyfile: from_query). No default; placeholders are not expanded.
+	// Note that Caddy's access log records the full URI, token included.
 	Query string `json:"query,omitempty"`
 }
 

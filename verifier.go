@@ -2,13 +2,16 @@ package jwtguard
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"encoding/base64"
 	"encoding/json"
+	"hash"
 	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -158,6 +161,32 @@ type verifyKey struct {
 	// removed is set when a JWKS refresh no longer lists the key; cached
 	// verdicts made with it are then dropped.
 	removed atomic.Bool
+	// hmacs holds keyed HMAC states of an HS* key for reuse (see
+	// verifySig).
+	hmacs sync.Pool
+}
+
+// verifySig reports whether sig signs signingInput under k. HMAC keys
+// reuse keyed states from a pool: hmac.New, which golang-jwt's Verify
+// calls on every token, hashes the key pads and allocates six times, a
+// tenth of an HS256 verification. What is computed and the constant-time
+// comparison are those of golang-jwt's SigningMethodHMAC.Verify; other
+// methods use their Verify.
+func (k *verifyKey) verifySig(signingInput string, sig []byte) bool {
+	m, isHMAC := k.method.(*jwt.SigningMethodHMAC)
+	secret, isBytes := k.key.([]byte)
+	if !isHMAC || !isBytes || !m.Hash.Available() {
+		return k.method.Verify(signingInput, sig, k.key) == nil
+	}
+	h, _ := k.hmacs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(m.Hash.New, secret)
+	}
+	h.Write([]byte(signingInput))
+	ok := hmac.Equal(sig, h.Sum(nil))
+	h.Reset()
+	k.hmacs.Put(h)
+	return ok
 }
 
 // keySource hands out the keys that may verify a token with the given alg
@@ -331,7 +360,7 @@ func (v *verifier) refetch(hdr joseHeader, dst []*verifyKey) []*verifyKey {
 
 func firstVerifying(keys []*verifyKey, signingInput string, sig []byte) *verifyKey {
 	for _, k := range keys {
-		if k.method.Verify(signingInput, sig, k.key) == nil {
+		if k.verifySig(signingInput, sig) {
 			return k
 		}
 	}

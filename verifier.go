@@ -654,20 +654,21 @@ func readRegisteredClaims(claims map[string]any) (registeredClaims, error) {
 			}
 		}
 	}
-	switch aud := claims["aud"].(type) {
+	// rc.aud keeps the map's own interface value: boxing aud anew would
+	// allocate.
+	rc.aud = claims["aud"]
+	switch aud := rc.aud.(type) {
 	case nil:
 		if _, ok := claims["aud"]; ok {
 			return rc, errClaimsMalformed // null
 		}
 	case string:
-		rc.aud = aud
 	case []any:
 		for _, a := range aud {
 			if _, isStr := a.(string); !isStr {
 				return rc, errClaimsMalformed
 			}
 		}
-		rc.aud = aud
 	default:
 		return rc, errClaimsMalformed
 	}

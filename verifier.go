@@ -168,7 +168,7 @@ type verifyKey struct {
 
 // verifySig reports whether sig signs signingInput under k. HMAC keys
 // reuse keyed states from a pool: hmac.New, which golang-jwt's Verify
-// calls on every token, hashes the key pads and allocates six times, a
+// calls on every token, hashes the key pads and allocates each time, a
 // tenth of an HS256 verification. What is computed and the constant-time
 // comparison are those of golang-jwt's SigningMethodHMAC.Verify; other
 // methods use their Verify.

@@ -2,13 +2,16 @@ package jwtguard
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
+	"hash"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -160,6 +163,32 @@ type verifyKey struct {
 	// removed is set when a JWKS refresh no longer lists the key; cached
 	// verdicts made with it are then dropped.
 	removed atomic.Bool
+	// hmacs holds keyed HMAC states of an HS* key for reuse (see
+	// verifySig).
+	hmacs sync.Pool
+}
+
+// verifySig reports whether sig signs signingInput under k. HMAC keys
+// reuse keyed states from a pool: hmac.New, which golang-jwt's Verify
+// calls on every token, hashes the key pads and allocates each time, a
+// tenth of an HS256 verification. What is computed and the constant-time
+// comparison are those of golang-jwt's SigningMethodHMAC.Verify; other
+// methods use their Verify.
+func (k *verifyKey) verifySig(signingInput string, sig []byte) bool {
+	m, isHMAC := k.method.(*jwt.SigningMethodHMAC)
+	secret, isBytes := k.key.([]byte)
+	if !isHMAC || !isBytes || !m.Hash.Available() {
+		return k.method.Verify(signingInput, sig, k.key) == nil
+	}
+	h, _ := k.hmacs.Get().(hash.Hash)
+	if h == nil {
+		h = hmac.New(m.Hash.New, secret)
+	}
+	h.Write([]byte(signingInput))
+	ok := hmac.Equal(sig, h.Sum(nil))
+	h.Reset()
+	k.hmacs.Put(h)
+	return ok
 }
 
 // keySource hands out the keys that may verify a token with the given alg
@@ -231,7 +260,6 @@ type verifier struct {
 	maxLifetime  time.Duration
 	leeway       time.Duration
 	maxTokenSize int
-	validator    *jwt.Validator
 	now          func() time.Time
 	cache        *tokenCache
 }
@@ -242,11 +270,6 @@ func newVerifier(sources []keySource, issuer string, audience []string, leeway, 
 		leeway: leeway, maxLifetime: maxLifetime, requireExp: requireExp || maxLifetime > 0,
 		maxTokenSize: maxTokenSize, now: now, cache: newTokenCache(cacheSize),
 	}
-	opts := []jwt.ParserOption{jwt.WithLeeway(leeway), jwt.WithIssuedAt(), jwt.WithTimeFunc(now)}
-	if v.requireExp {
-		opts = append(opts, jwt.WithExpirationRequired())
-	}
-	v.validator = jwt.NewValidator(opts...)
 	return v
 }
 
@@ -339,7 +362,7 @@ func (v *verifier) refetch(hdr joseHeader, dst []*verifyKey) []*verifyKey {
 
 func firstVerifying(keys []*verifyKey, signingInput string, sig []byte) *verifyKey {
 	for _, k := range keys {
-		if k.method.Verify(signingInput, sig, k.key) == nil {
+		if k.verifySig(signingInput, sig) {
 			return k
 		}
 	}
@@ -373,6 +396,10 @@ type joseHeader struct {
 	kid string
 }
 
+// maxPlainHeaderNames bounds the member names scanJSON records for the
+// header's fast path; real headers have two to four.
+const maxPlainHeaderNames = 8
+
 // parseHeader reads the JOSE header. Member names are matched exactly (Go's
 // struct decoding would accept "ALG"), jku/x5u/jwk/x5c are never used as key
 // sources, and crit is refused because we implement no extension.
@@ -383,12 +410,73 @@ func parseHeader(b64 string) (joseHeader, error) {
 	if err != nil {
 		return joseHeader{}, errTokenMalformed
 	}
-	shape, ok := scanJSON(raw)
-	if !ok {
+	var nameBuf [maxPlainHeaderNames][]byte
+	shape, ok := scanJSON(raw, nameBuf[:])
+	if !ok || !isJSONObject(raw) {
 		return joseHeader{}, errTokenMalformed
 	}
+	names := nameBuf[:min(shape.topMembers, len(nameBuf))]
+	if !shape.plainNames || !exactHeaderNames(names) {
+		return parseHeaderMap(raw, shape)
+	}
+	// Every name is plain ASCII, so its raw bytes are its decoded value:
+	// equal bytes are a duplicate, and none only case-folds to a field
+	// below, so the struct's case-insensitive matching binds exactly
+	// the members the map in parseHeaderMap would.
+	for i, a := range names {
+		for _, b := range names[:i] {
+			if bytes.Equal(a, b) {
+				return joseHeader{}, errTokenMalformed
+			}
+		}
+	}
+	var f struct {
+		Alg  string  `json:"alg"`
+		Kid  string  `json:"kid"`
+		Crit present `json:"crit"`
+	}
+	// A syntax error stops Unmarshal before it sets any field; a type
+	// error (alg or kid not a string) lets it finish, so crit is seen
+	// first as in parseHeaderMap.
+	err = json.Unmarshal(raw, &f)
+	if f.Crit {
+		return joseHeader{}, errCrit
+	}
+	if err != nil || f.Alg == "" || len(f.Kid) > maxKIDLength {
+		return joseHeader{}, errTokenMalformed
+	}
+	return joseHeader{alg: f.Alg, kid: f.Kid}, nil
+}
+
+// present records that a JSON member exists, whatever its value (null
+// included: encoding/json hands null to an Unmarshaler).
+type present bool
+
+func (p *present) UnmarshalJSON([]byte) error {
+	*p = true
+	return nil
+}
+
+// exactHeaderNames reports whether no name merely case-folds to one the
+// header's struct decodes ("ALG", "Kid"); such a name is an unknown
+// member for us, but encoding/json would bind it to the field.
+func exactHeaderNames(names [][]byte) bool {
+	for _, n := range names {
+		for _, field := range [...]string{"alg", "kid", "crit"} {
+			if bytes.EqualFold(n, []byte(field)) && string(n) != field {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// parseHeaderMap is parseHeader for headers whose names have escapes,
+// non-ASCII bytes or case variants of ours, or that have many members:
+// decoding into a map compares the decoded names exactly.
+func parseHeaderMap(raw []byte, shape jsonShape) (joseHeader, error) {
 	var fields map[string]json.RawMessage
-	if !isJSONObject(raw) || json.Unmarshal(raw, &fields) != nil || len(fields) != shape.topMembers {
+	if json.Unmarshal(raw, &fields) != nil || len(fields) != shape.topMembers {
 		return joseHeader{}, errTokenMalformed
 	}
 	if _, ok := fields["crit"]; ok {
@@ -416,7 +504,7 @@ func decodeClaims(raw []byte) (map[string]any, error) {
 	if !isJSONObject(raw) {
 		return nil, errTokenMalformed
 	}
-	shape, ok := scanJSON(raw)
+	shape, ok := scanJSON(raw, nil)
 	if !ok {
 		return nil, errTokenMalformed
 	}
@@ -445,33 +533,45 @@ type jsonShape struct {
 	// the outermost object; compared with what the decoder kept, they
 	// reveal duplicate names.
 	members, topMembers int
+	// plainNames reports that every name of the outermost object fit in
+	// the caller's names buffer and has neither escapes nor non-ASCII
+	// bytes, so its raw bytes are its decoded value.
+	plainNames bool
 }
 
 // scanJSON checks what encoding/json lets through: invalid UTF-8 (which it
 // silently turns into U+FFFD, so two spellings would decode alike) and
 // nesting deeper than maxJSONDepth. It relies on the decoder for syntax;
 // outside strings, ':' only ever separates an object member's name from
-// its value.
-func scanJSON(raw []byte) (jsonShape, bool) {
+// its value, the string just closed. The outermost object's names are
+// stored in names as far as it has room.
+func scanJSON(raw []byte, names [][]byte) (jsonShape, bool) {
 	if !utf8.Valid(raw) {
 		return jsonShape{}, false
 	}
-	var s jsonShape
+	s := jsonShape{plainNames: true}
 	depth, inString := 0, false
+	// The last string seen: where it starts and ends, and whether it
+	// had an escape or a non-ASCII byte.
+	strStart, strEnd, strPlain := 0, 0, true
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		if inString {
-			switch c {
-			case '\\':
+			switch {
+			case c == '\\':
+				strPlain = false
 				i++
-			case '"':
+			case c == '"':
 				inString = false
+				strEnd = i
+			case c >= utf8.RuneSelf:
+				strPlain = false
 			}
 			continue
 		}
 		switch c {
 		case '"':
-			inString = true
+			inString, strStart, strPlain = true, i+1, true
 		case '{', '[':
 			if depth++; depth > maxJSONDepth {
 				return jsonShape{}, false
@@ -481,6 +581,11 @@ func scanJSON(raw []byte) (jsonShape, bool) {
 		case ':':
 			s.members++
 			if depth == 1 {
+				if s.topMembers < len(names) && strPlain {
+					names[s.topMembers] = raw[strStart:strEnd]
+				} else {
+					s.plainNames = false
+				}
 				s.topMembers++
 			}
 		}
@@ -506,96 +611,114 @@ func countMembers(v any) int {
 	return n
 }
 
-// checkClaimTypes enforces the registered claims' types (RFC 7519 §4.1)
-// itself: golang-jwt accepts an `aud` of any non-array type as absent and
-// turns an out-of-range date into an arbitrary time.
-func checkClaimTypes(claims map[string]any) error {
-	for _, name := range [...]string{"exp", "nbf", "iat"} {
-		v, ok := claims[name]
+// registeredClaims are the registered claims that checkClaims uses, read
+// from the claims map once.
+type registeredClaims struct {
+	exp, nbf, iat          time.Time
+	hasExp, hasNbf, hasIat bool
+	iss                    string
+	// aud is nil, a string or a []any of strings.
+	aud any
+}
+
+// readRegisteredClaims enforces the registered claims' types (RFC 7519
+// §4.1) itself: golang-jwt accepts an `aud` of any non-array type as
+// absent and turns an out-of-range date into an arbitrary time.
+func readRegisteredClaims(claims map[string]any) (registeredClaims, error) {
+	var rc registeredClaims
+	for _, d := range [...]struct {
+		name string
+		t    *time.Time
+		has  *bool
+	}{{"exp", &rc.exp, &rc.hasExp}, {"nbf", &rc.nbf, &rc.hasNbf}, {"iat", &rc.iat, &rc.hasIat}} {
+		v, ok := claims[d.name]
 		if !ok {
 			continue
 		}
 		n, isNum := v.(json.Number)
 		if !isNum {
-			return errClaimsMalformed
+			return rc, errClaimsMalformed
 		}
 		f, err := strconv.ParseFloat(string(n), 64)
 		if err != nil || f < 0 || f > maxNumericDate {
-			return errClaimsMalformed
+			return rc, errClaimsMalformed
 		}
+		*d.t, *d.has = numericDate(f), true
 	}
 	for _, name := range [...]string{"iss", "sub"} {
 		if v, ok := claims[name]; ok {
-			if _, isStr := v.(string); !isStr {
-				return errClaimsMalformed
+			str, isStr := v.(string)
+			if !isStr {
+				return rc, errClaimsMalformed
+			}
+			if name == "iss" {
+				rc.iss = str
 			}
 		}
 	}
-	switch aud := claims["aud"].(type) {
+	// rc.aud keeps the map's own interface value: boxing aud anew would
+	// allocate.
+	rc.aud = claims["aud"]
+	switch aud := rc.aud.(type) {
 	case nil:
 		if _, ok := claims["aud"]; ok {
-			return errClaimsMalformed // null
+			return rc, errClaimsMalformed // null
 		}
 	case string:
 	case []any:
 		for _, a := range aud {
 			if _, isStr := a.(string); !isStr {
-				return errClaimsMalformed
+				return rc, errClaimsMalformed
 			}
 		}
 	default:
-		return errClaimsMalformed
+		return rc, errClaimsMalformed
 	}
-	return nil
+	return rc, nil
+}
+
+// numericDate is the time golang-jwt's MapClaims gives a NumericDate of f
+// seconds (newNumericDateFromSeconds), so expiry decisions and the cached
+// expiry stay what they were when its Validator made them.
+func numericDate(f float64) time.Time {
+	round, frac := math.Modf(f)
+	return time.Unix(int64(round), int64(frac*1e9)).Truncate(jwt.TimePrecision)
 }
 
 // checkClaims applies the time checks (with leeway), claim types, issuer and
-// audience, and the lifetime limit.
+// audience, and the lifetime limit. The time checks are golang-jwt's
+// Validator's (WithLeeway, WithIssuedAt, WithExpirationRequired), read
+// straight from the claims: exp must be after now-leeway, nbf and iat at
+// or before now+leeway. Of several failures, the first in the order of
+// checks below is reported, as our mapping of the Validator's joined
+// errors did.
 func (v *verifier) checkClaims(id *identity) error {
-	if err := checkClaimTypes(id.claims); err != nil {
+	rc, err := readRegisteredClaims(id.claims)
+	if err != nil {
 		return err
 	}
-	mc := jwt.MapClaims(id.claims)
-	if err := v.validator.Validate(mc); err != nil {
-		switch {
-		case errors.Is(err, jwt.ErrTokenExpired):
-			return errExpired
-		case errors.Is(err, jwt.ErrTokenNotValidYet):
-			return errNotYetValid
-		case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-			return errIssuedInFuture
-		case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-			return errNoExpiry
-		default:
-			return errClaimsMalformed
-		}
+	now := v.now()
+	switch {
+	case rc.hasExp && !now.Before(rc.exp.Add(v.leeway)):
+		return errExpired
+	case rc.hasNbf && now.Before(rc.nbf.Add(-v.leeway)):
+		return errNotYetValid
+	case rc.hasIat && now.Before(rc.iat.Add(-v.leeway)):
+		return errIssuedInFuture
+	case !rc.hasExp && v.requireExp:
+		return errNoExpiry
 	}
-	iss, err := mc.GetIssuer()
-	if err != nil {
-		return errClaimsMalformed
-	}
-	if _, err := mc.GetSubject(); err != nil {
-		return errClaimsMalformed
-	}
-	aud, err := mc.GetAudience()
-	if err != nil {
-		return errClaimsMalformed
-	}
-	if (v.issuer != "" && iss != v.issuer) || (id.key.issuer != "" && iss != id.key.issuer) {
+	if (v.issuer != "" && rc.iss != v.issuer) || (id.key.issuer != "" && rc.iss != id.key.issuer) {
 		return errIssuer
 	}
-	if !audienceMatches(aud, v.audience) || !audienceMatches(aud, id.key.audience) {
+	if !audienceMatches(rc.aud, v.audience) || !audienceMatches(rc.aud, id.key.audience) {
 		return errAudience
 	}
-	exp, _ := mc.GetExpirationTime()
-	if exp != nil {
-		id.expires = exp.Time
-	}
+	id.expires = rc.exp
 	if v.maxLifetime > 0 {
-		iat, _ := mc.GetIssuedAt()
-		start := v.now()
-		if iat != nil {
-			start = iat.Time
+		start := now
+		if rc.hasIat {
+			start = rc.iat
 		}
 		if id.expires.Sub(start) > v.maxLifetime+v.leeway {
 			return errLifetime
@@ -604,15 +727,21 @@ func (v *verifier) checkClaims(id *identity) error {
 	return nil
 }
 
-// audienceMatches reports whether the token names one of the wanted
+// audienceMatches reports whether the token's aud (nil, a string or a
+// []any of strings, see readRegisteredClaims) names one of the wanted
 // audiences; no wanted audience accepts any token.
-func audienceMatches(have jwt.ClaimStrings, want []string) bool {
+func audienceMatches(have any, want []string) bool {
 	if len(want) == 0 {
 		return true
 	}
-	for _, a := range have {
-		if slices.Contains(want, a) {
-			return true
+	switch aud := have.(type) {
+	case string:
+		return slices.Contains(want, aud)
+	case []any:
+		for _, a := range aud {
+			if slices.Contains(want, a.(string)) {
+				return true
+			}
 		}
 	}
 	return false

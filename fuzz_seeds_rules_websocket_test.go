@@ -165,7 +165,7 @@ func fuzzWSFrameZeroKey(b0 byte, payload []byte) []byte {
 }
 
 // fuzzWSFrameWithKey is a client frame masked with key (frame picks a random
-// one; seeds stay the same each time they are written).
+// one; seeds use fixed keys so they stay the same each time they are written).
 func fuzzWSFrameWithKey(b0 byte, payload []byte, key [4]byte) []byte {
 	f := []byte{b0}
 	switch n := len(payload); {

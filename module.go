@@ -293,8 +293,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // rule needs one) is verified. It returns nil to pass, a *ruleDenied to
 // refuse (marked unavailable when a webhook could not answer), or a
 // caddyhttp.HandlerError when the request is at fault (a JSON body over the
-// limit). The websocket path calls it too, once the first message has given
-// the token.
+// limit). The websocket path calls evaluate directly, with args.params
+// unset, once the first message has given the token.
 func (h *Handler) authorize(r *http.Request, repl *caddy.Replacer, id *identity) error {
 	return h.evaluate(&ruleEnv{r: r, repl: repl, id: id, now: h.now, prog: h.program})
 }

@@ -677,25 +677,12 @@ func rawDialWith(t *testing.T, path string, deflate bool, extra []byte) *rawConn
 	return &rawConn{conn, br}
 }
 
-// frame builds a masked client frame; b0 holds FIN, RSV and the opcode.
+// frame builds a masked client frame with a random key; b0 holds FIN, RSV
+// and the opcode.
 func frame(b0 byte, payload []byte) []byte {
-	f := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		f = append(f, maskBit|byte(n))
-	case n <= 0xffff:
-		f = append(f, maskBit|126, byte(n>>8), byte(n))
-	default:
-		f = append(f, maskBit|127)
-		f = binary.BigEndian.AppendUint64(f, uint64(n))
-	}
-	key := make([]byte, 4)
-	_, _ = rand.Read(key)
-	f = append(f, key...)
-	start := len(f)
-	f = append(f, payload...)
-	maskBytes(key, f[start:])
-	return f
+	var key [4]byte
+	_, _ = rand.Read(key[:])
+	return fuzzWSFrameWithKey(b0, payload, key)
 }
 
 func (c *rawConn) write(t *testing.T, frames ...[]byte) {
